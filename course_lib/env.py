@@ -1,0 +1,254 @@
+"""Where a chapter runs, and what it may use there.
+
+Every chapter's first cell calls :func:`setup_notebook`. The rest of
+``course_lib`` asks :func:`profile` which data and models to use:
+
+* ``full``: hub models and full datasets (Colab or Kaggle with a GPU and internet),
+* ``cpu``:  the embedded default: bundled data, packaged models, minutes on 2 cores,
+* ``tiny``: tests and autograding: tiny models built offline in seconds.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import random
+import socket
+import sys
+import threading
+import warnings
+from urllib.parse import urlparse
+
+PROFILES = ("full", "cpu", "tiny")
+HUB_TIMEOUT_S = 1.5
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+# Versions this course is tested with: lower bound inclusive, upper bound exclusive.
+TESTED_VERSIONS = {
+    "torch": ("2.2", "2.14"),
+    "transformers": ("5.0", "6.0"),
+    "datasets": ("3.0", "6.0"),
+    "evaluate": ("0.4.3", "0.5"),
+    "accelerate": ("1.0", "2.0"),
+    "numpy": ("1.26", "3.0"),
+    "scipy": ("1.11", "2.0"),
+    "matplotlib": ("3.7", "4.0"),
+    "faiss-cpu": ("1.8", "2.0"),
+    "nbgrader": ("0.9", "0.10"),
+    "jupyterlab": ("4.0", "5.0"),
+}
+
+_hub_answer: bool | None = None
+
+
+def platform() -> str:
+    """``colab``, ``kaggle``, ``binder``, ``jupyterhub`` or ``local``, read from the environment."""
+    env = os.environ
+    if "COLAB_RELEASE_TAG" in env or "COLAB_GPU" in env:
+        return "colab"
+    if "KAGGLE_KERNEL_RUN_TYPE" in env or "KAGGLE_URL_BASE" in env:
+        return "kaggle"
+    if "BINDER_REPO_URL" in env or "BINDER_LAUNCH_HOST" in env:
+        return "binder"
+    if "JUPYTERHUB_USER" in env or "JUPYTERHUB_API_URL" in env:
+        return "jupyterhub"
+    return "local"
+
+
+def in_grading() -> bool:
+    """True while nbgrader validates or autogrades this kernel (``NBGRADER_EXECUTION`` is set)."""
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+def gpu_hint(where: str | None = None) -> str:
+    """The platform's own way to switch a GPU on, in plain words."""
+    where = where or platform()
+    if where == "colab":
+        return "No GPU found. In Colab: Runtime > Change runtime type > Hardware accelerator: GPU, then rerun."
+    if where == "kaggle":
+        return "No GPU found. In Kaggle: Settings > Accelerator > GPU (phone-verified account needed), then rerun."
+    return "No GPU found: this chapter runs on the CPU with the smaller 'cpu' profile."
+
+
+def device(*, want_gpu: bool = False) -> str:
+    """``cuda``, ``mps`` or ``cpu``; with ``want_gpu`` print how to enable a GPU when there is none."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    if want_gpu:
+        print(gpu_hint())
+    return "cpu"
+
+
+def _hub_address() -> tuple[str, int]:
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    if not url.hostname:
+        raise ValueError(f"HF_ENDPOINT must be a URL such as https://huggingface.co, got {url.geturl()!r}")
+    return url.hostname, url.port or (443 if url.scheme == "https" else 80)
+
+
+def _can_connect(host: str, port: int, timeout: float) -> bool:
+    """Open a TCP connection in a daemon thread so a slow DNS lookup cannot hold us past ``timeout``."""
+    result: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
+
+
+def go_offline() -> None:
+    """Tell every Hugging Face library to use local files only, even if already imported."""
+    for var in _OFFLINE_VARS:
+        os.environ[var] = "1"
+    if "huggingface_hub.constants" in sys.modules:
+        sys.modules["huggingface_hub.constants"].HF_HUB_OFFLINE = True
+    if "datasets.config" in sys.modules:
+        config = sys.modules["datasets.config"]
+        config.HF_HUB_OFFLINE = config.HF_DATASETS_OFFLINE = True
+
+
+def hub_available(*, refresh: bool = False) -> bool:
+    """Can the model/dataset hub be reached? Decided once, within ~2 s, then cached.
+
+    When it cannot, :func:`go_offline` sets ``HF_HUB_OFFLINE=1`` (and friends) so
+    that later ``from_pretrained`` / ``load_dataset`` calls fail at once instead of
+    retrying for 20-70 s. ``HF_HUB_OFFLINE=1`` set beforehand means "no" at once.
+    """
+    global _hub_answer
+    if _hub_answer is not None and not refresh:
+        return _hub_answer
+    if any(os.environ.get(v, "").upper() in ("1", "TRUE", "YES", "ON") for v in _OFFLINE_VARS):
+        _hub_answer = False
+    else:
+        _hub_answer = _can_connect(*_hub_address(), timeout=HUB_TIMEOUT_S)
+    if not _hub_answer:
+        go_offline()
+    return _hub_answer
+
+
+def profile() -> str:
+    """``full``, ``cpu`` or ``tiny``: ``COURSE_PROFILE`` if set, else chosen from where we run.
+
+    ``tiny`` under nbgrader and pytest; ``full`` with a CUDA GPU and the hub; ``cpu`` otherwise.
+    """
+    chosen = os.environ.get("COURSE_PROFILE", "").strip().lower()
+    if chosen:
+        if chosen not in PROFILES:
+            raise ValueError(f"COURSE_PROFILE must be one of {PROFILES}, got {chosen!r}")
+        return chosen
+    if in_grading() or "PYTEST_CURRENT_TEST" in os.environ:
+        return "tiny"
+    if device() == "cuda" and hub_available():
+        return "full"
+    return "cpu"
+
+
+def set_seed(seed: int = 0) -> None:
+    """Seed Python's ``random``, NumPy and (if installed) torch, CPU and GPU."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    import numpy as np
+
+    np.random.seed(seed)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.manual_seed(seed)  # seeds every CUDA device too
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def version_warnings() -> list[str]:
+    """Plain-words warnings for required packages missing or outside :data:`TESTED_VERSIONS`."""
+    from packaging.version import Version
+
+    notes = []
+    for dist, (low, high) in TESTED_VERSIONS.items():
+        found = _version(dist)
+        if found is None:
+            notes.append(f"{dist} is not installed; some cells will fail.")
+        elif not Version(low) <= Version(found) < Version(high):
+            notes.append(f"{dist} {found} is outside the tested range {low} <= v < {high}; results may differ.")
+    return notes
+
+
+def report() -> str:
+    """One plain-text table: platform, profile, device, Python, and package versions."""
+    rows = [
+        ("platform", platform()),
+        ("profile", profile()),
+        ("device", device()),
+        ("grading", "yes" if in_grading() else "no"),
+        ("python", sys.version.split()[0]),
+    ]
+    rows += [(dist, _version(dist) or "not installed") for dist in TESTED_VERSIONS]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    lines += [f"WARNING: {note}" for note in version_warnings()]
+    return "\n".join(lines)
+
+
+def quiet() -> None:
+    """Silence warnings, logging and progress bars (nbgrader scores a test cell with stderr output 0)."""
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.ERROR)
+    for name in ("transformers", "datasets", "evaluate", "accelerate", "huggingface_hub", "sentence_transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _matplotlib_defaults() -> None:
+    import matplotlib as mpl
+
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (7.0, 4.0),
+            "figure.dpi": 100,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
+
+
+def setup_notebook(seed: int = 0, *, show: bool = True) -> str:
+    """The one call every chapter's first cell makes.
+
+    Seeds everything, decides the hub question once (so offline fails fast),
+    silences logs in grading mode and tiny profile, sets plot defaults, and
+    prints :func:`report`. Returns the chosen profile.
+    """
+    set_seed(seed)
+    hub_available()
+    chosen = profile()
+    if in_grading() or chosen == "tiny":
+        quiet()
+    _matplotlib_defaults()
+    if show:
+        print(report())
+    return chosen

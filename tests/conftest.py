@@ -1,0 +1,42 @@
+"""Shared test settings: offline, one thread, a repo-local model cache, shared data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("COURSE_CACHE", str(ROOT / ".cache" / "course"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def shared_file(relative: str) -> Path:
+    """A file under ../shared/data: missing fails under CI=true, else skips with the reason."""
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        reason = f"shared test data {path} is missing (it sits beside the repository in CI)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def squad_dev_path() -> Path:
+    """The official SQuAD v1.1 dev set (zip), used only in tests, never copied."""
+    return shared_file("squad/dev-v1.1.json.zip")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)

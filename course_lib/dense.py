@@ -1,0 +1,420 @@
+"""Dense retrieval: pooling, cosine scores, exact top-k search, the bi-encoder and
+reciprocal rank fusion (chapter 3).
+
+A bi-encoder turns every text into one vector, z = normalise(pool(BERT(text))),
+and scores a query against a document by the dot product of their vectors::
+
+    score(q, d) = z_q . z_d          (= cos(q, d), since |z_q| = |z_d| = 1)
+
+Documents are encoded once, at index time; a query costs one encoding and one
+matrix product with the N x dim document matrix.
+
+The small pure functions are what chapter 3's exercises are graded against:
+:func:`mean_pool`, :func:`cosine_matrix`, :func:`top_k`,
+:func:`reciprocal_rank_fusion` (and :func:`course_lib.colbert.maxsim`,
+:func:`course_lib.ann.recall_at_k`).  :class:`BiEncoder` runs a plain
+``transformers`` model and applies the same functions, so the pooling students
+write is the pooling the encoder uses.
+
+Conventions: arrays are numpy; a ranking from a retriever's ``search`` is a list
+``[(doc_id, score), ...]``, best first, as in :mod:`course_lib.sparse`; bad input
+raises an error that names the argument and what was expected.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import env, models
+from .sparse import _check_doc_ids, _check_k
+
+POOLINGS = ("mean", "cls")
+CHUNK = 128  # top_k's first level: the maximum of every CHUNK consecutive scores
+BLOCK_SCORES = 1 << 24  # exact_search: at most this many scores (64 MiB of float32) in memory at once
+
+
+# ----------------------------------------------------------------- pure functions
+def mean_pool(token_embeddings, attention_mask) -> np.ndarray:
+    """Average the token vectors of each text over its real tokens (chapter 3).
+
+    z_b = sum_t m_bt h_bt / sum_t m_bt, for ``token_embeddings`` h of shape
+    (batch, tokens, dim) and ``attention_mask`` m of shape (batch, tokens), 1 for a
+    real token and 0 for padding, so padding never changes the average.
+    """
+    H = _array(token_embeddings, "token_embeddings", 3)
+    m = _array(attention_mask, "attention_mask", 2)
+    if m.shape != H.shape[:2]:
+        raise ValueError(
+            f"attention_mask must have shape (batch, tokens) = {H.shape[:2]} to match token_embeddings, got {m.shape}"
+        )
+    if not np.isin(m, (0, 1)).all():
+        raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+    counts = m.sum(axis=1, keepdims=True)
+    if (counts == 0).any():
+        raise ValueError(f"attention_mask row {int(np.flatnonzero(counts[:, 0] == 0)[0])} has no token (all 0)")
+    return (H * m[:, :, None].astype(H.dtype)).sum(axis=1) / counts.astype(H.dtype)
+
+
+def cls_pool(token_embeddings) -> np.ndarray:
+    """The vector of the first token, [CLS], of each text: z_b = h_b0 (chapter 3)."""
+    return _array(token_embeddings, "token_embeddings", 3)[:, 0, :]
+
+
+def l2_normalize(X) -> np.ndarray:
+    """``X`` scaled to unit length along its last axis, x / |x| (chapter 3); a zero vector stays zero."""
+    X = _array(X, "X", (1, 2, 3))
+    norms = np.linalg.norm(X, axis=-1, keepdims=True)
+    return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
+
+
+def cosine_matrix(Q, D) -> np.ndarray:
+    """All cosines between the rows of ``Q`` (n x dim) and ``D`` (N x dim), an n x N matrix (chapter 3).
+
+    cos(q, d) = q . d / (|q| |d|); a zero vector has cosine 0 with everything.
+    """
+    Q, D = _array(Q, "Q", 2), _array(D, "D", 2)
+    _same_dim(Q, "Q", D, "D")
+    return l2_normalize(Q) @ l2_normalize(D).T
+
+
+def top_k(scores, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of ``scores`` (N,), or of each row of ``scores`` (n, N) (chapter 3).
+
+    Returns ``(ids, values)``, ids sorted by score descending, then by index
+    ascending, so ties are deterministic; ``k`` larger than N returns all N.
+    """
+    S = _array(scores, "scores", (1, 2), allow_inf=True)
+    _check_k(k)
+    rows = np.atleast_2d(S)
+    ids = _top_k_rows(rows, k)
+    values = np.take_along_axis(rows, ids, axis=1)
+    return (ids[0], values[0]) if S.ndim == 1 else (ids, values)
+
+
+def exact_search(queries, embeddings, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` inner-product search of every query against every embedding (chapter 3).
+
+    scores = Q D^T, computed a block of queries at a time so at most
+    ``BLOCK_SCORES`` scores are in memory, then :func:`top_k` of each row.
+    Returns ``(ids, scores)``, each n x min(k, N) (faiss returns them the other way round).
+    With unit vectors the scores are cosines.
+    """
+    Q, D = _array(queries, "queries", 2), _array(embeddings, "embeddings", 2)
+    _same_dim(Q, "queries", D, "embeddings")
+    _check_k(k)
+    Q = Q.astype(D.dtype, copy=False)
+    n, N = len(Q), len(D)
+    ids = np.empty((n, min(k, N)), dtype=np.int64)
+    scores = np.empty(ids.shape, dtype=D.dtype)
+    step = max(1, BLOCK_SCORES // N)
+    for start in range(0, n, step):
+        S = Q[start : start + step] @ D.T
+        ids[start : start + step] = _top_k_rows(S, k)
+        scores[start : start + step] = np.take_along_axis(S, ids[start : start + step], axis=1)
+    return ids, scores
+
+
+def reciprocal_rank_fusion(rankings, k: float = 60) -> list[tuple[Any, float]]:
+    """Fuse several rankings of documents into one (chapter 3; Cormack et al., 2009).
+
+    RRF(d) = sum over the rankings that contain d of 1 / (k + rank(d)), rank 1 being
+    the best.  Each ranking lists doc ids best first, or is a search result
+    ``[(doc_id, score), ...]`` whose scores are ignored.  Returns
+    ``[(doc_id, RRF(d)), ...]`` by score descending, then doc id ascending.  The
+    sum is exact (``math.fsum``), so the order of the rankings does not matter.
+    """
+    if not isinstance(k, (int, float, np.integer, np.floating)) or isinstance(k, bool) or not k > 0:
+        raise ValueError(f"k must be a number > 0, got {k!r}")
+    if isinstance(rankings, (str, bytes, Mapping)) or not isinstance(rankings, Sequence) or not rankings:
+        raise ValueError(f"rankings must be a non-empty list of rankings, got {rankings!r}")
+    terms: dict[Any, list[float]] = {}
+    for i, ranking in enumerate(rankings):
+        for rank, doc in enumerate(_ranked_ids(ranking, f"rankings[{i}]"), start=1):
+            terms.setdefault(doc, []).append(1.0 / (k + rank))
+    fused = [(doc, math.fsum(t)) for doc, t in terms.items()]
+    try:
+        return sorted(fused, key=lambda pair: (-pair[1], pair[0]))
+    except TypeError:
+        raise TypeError("rankings must use doc ids of one kind (all str or all int) so that ties can be ordered")
+
+
+# ------------------------------------------------------------------- bi-encoder
+class BiEncoder:
+    """Dense retrieval with one encoder for queries and documents (chapter 3).
+
+    z = normalise(pool(BERT(text))), pool = :func:`mean_pool` over the attention mask
+    (``pooling="mean"``, how all-MiniLM-L6-v2 was trained) or the [CLS] vector
+    (``"cls"``, the textbook's BERT(q)[CLS]); score(q, d) = z_q . z_d.
+
+    ``model_name_or_path=None`` takes the profile's encoder from
+    :func:`course_lib.models.resolve` (the packaged all-MiniLM-L6-v2 offline, the tiny
+    BERT in tests).  Texts longer than ``max_length`` tokens are truncated (MiniLM was
+    trained on 256).  With ``cache=True`` embeddings are kept on disk under
+    ``models.cache_dir()/embeddings`` (or the directory ``cache`` names), keyed by the
+    model and a hash of each text, so a text is encoded once.  Usage::
+
+        encoder = BiEncoder().index(passages, doc_ids)
+        encoder.search("who broke the Enigma", k=5)   # [(doc_id, score), ...]
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | None = None,
+        pooling: str = "mean",
+        *,
+        max_length: int = 256,
+        normalize: bool = True,
+        cache: bool | str | Path = True,
+        device: str | None = None,
+        profile: str | None = None,
+    ):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        _check_positive_int(max_length, "max_length")
+        self.source = str(model_name_or_path or models.resolve(profile=profile))
+        self.tokenizer, self.model = models.load_encoder(self.source)
+        self.device = device or env.device()
+        self.model.to(self.device)
+        self.pooling, self.max_length, self.normalize = pooling, max_length, bool(normalize)
+        self.dim = self.model.config.hidden_size
+        self.cache = None
+        if cache:
+            key = model_fingerprint(self.source, self.model, pooling=pooling, max_length=max_length,
+                                    normalize=self.normalize)
+            self.cache = EmbeddingCache(key, None if cache is True else cache)
+        self.embeddings: np.ndarray | None = None
+        self.doc_ids: list = []
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, *, progress: bool = True,
+               cached: bool = True) -> np.ndarray:
+        """One float32 vector per text (len(texts) x dim), unit length if ``normalize``;
+        ``cached=False`` neither reads nor writes the disk cache (queries)."""
+        texts = check_texts(texts, "texts")
+        cache = self.cache if cached else None
+        found = cache.get(texts) if cache is not None else {}
+        todo = [i for i, t in enumerate(texts) if t not in found]
+        new = np.zeros((len(todo), self.dim), dtype=np.float32)
+        for batch in iter_batches([texts[i] for i in todo], batch_size, progress, "encoding"):
+            H, mask = self._token_embeddings([texts[todo[i]] for i in batch])
+            z = mean_pool(H, mask) if self.pooling == "mean" else cls_pool(H)
+            new[batch] = l2_normalize(z) if self.normalize else z
+        if cache is not None and todo:
+            cache.put([texts[i] for i in todo], new)
+        Z = np.empty((len(texts), self.dim), dtype=np.float32)
+        Z[todo] = new
+        for i, t in enumerate(texts):
+            if t in found:
+                Z[i] = found[t]
+        return Z
+
+    def _token_embeddings(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        with torch.inference_mode():
+            H = self.model(**batch.to(self.device)).last_hidden_state
+        return H.float().cpu().numpy(), batch["attention_mask"].cpu().numpy()
+
+    def index(self, docs: Sequence[str], doc_ids: Sequence | None = None, batch_size: int = 32,
+              *, progress: bool = True) -> "BiEncoder":
+        """Encode ``docs`` once and keep their vectors under ``doc_ids`` (0..N-1 by default); returns self."""
+        docs = check_texts(docs, "docs")
+        self.doc_ids = _check_doc_ids(doc_ids, len(docs))
+        self.embeddings = self.encode(docs, batch_size, progress=progress)
+        return self
+
+    def search(self, query: str, k: int = 10) -> list[tuple[Any, float]]:
+        """The top ``k`` documents as [(doc_id, score), ...]: score descending, then indexing order."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__} (use search_batch for a list)")
+        return self.search_batch([query], k)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, batch_size: int = 32) -> list[list[tuple[Any, float]]]:
+        """:meth:`search` for each of ``queries``, encoded in batches and scored by one matrix product."""
+        if self.embeddings is None:
+            raise RuntimeError("call BiEncoder.index(docs) before searching")
+        Z = self.encode(check_texts(queries, "queries"), batch_size, progress=False, cached=False)
+        ids, scores = exact_search(Z, self.embeddings, k)
+        return [[(self.doc_ids[i], float(s)) for i, s in zip(row_ids, row_scores)]
+                for row_ids, row_scores in zip(ids, scores)]
+
+    def run(self, queries: Mapping, k: int = 10) -> dict:
+        """A TREC-style run {query_id: {doc_id: score}} for ``queries`` {query_id: query}."""
+        if not isinstance(queries, Mapping):
+            raise TypeError(f"queries must be a mapping {{query_id: query}}, got {type(queries).__name__}")
+        rankings = self.search_batch(list(queries.values()), k)
+        return {qid: dict(ranking) for qid, ranking in zip(queries, rankings)}
+
+    def __repr__(self) -> str:
+        return f"BiEncoder({self.source!r}, pooling={self.pooling!r}, N={len(self.doc_ids)})"
+
+
+# ------------------------------------------------------------ embedding cache
+def model_fingerprint(source: str, model, **settings) -> str:
+    """A key for ``model`` loaded from ``source`` with encoding ``settings``: a hash of the
+    name, the hub revision, and (for a local directory) each weight file's size and mtime."""
+    identity: dict[str, Any] = {"source": str(source), "settings": settings,
+                                "revision": getattr(model.config, "_commit_hash", None)}
+    path = Path(source)
+    if path.is_dir():
+        identity["files"] = sorted(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+            for p in path.iterdir()
+            if p.suffix in (".safetensors", ".bin", ".json")
+        )
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class EmbeddingCache:
+    """Embeddings on disk: one ``.npz`` file per model key, holding the sha256 of each
+    text and its vector.  Written atomically, so a crash never leaves a broken file."""
+
+    def __init__(self, key: str, directory: str | Path | None = None):
+        self.path = Path(directory or models.cache_dir() / "embeddings") / f"{key}.npz"
+        self._rows: dict[str, np.ndarray] | None = None
+
+    @staticmethod
+    def text_hash(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._rows is None:
+            self._rows = {}
+            if self.path.exists():
+                with np.load(self.path) as stored:
+                    self._rows = dict(zip(stored["keys"].tolist(), stored["vectors"]))
+        return self._rows
+
+    def get(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """{text: vector} for the texts already encoded."""
+        rows = self._load()
+        return {t: rows[h] for t in set(texts) if (h := self.text_hash(t)) in rows}
+
+    def put(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Add ``vectors`` (one row per text) and rewrite the file."""
+        rows = self._load()
+        rows.update(zip(map(self.text_hash, texts), vectors))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, keys=np.array(list(rows), dtype="U64"), vectors=np.stack(list(rows.values())))
+        os.replace(tmp, self.path)
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+# --------------------------------------------------------------------- helpers
+def iter_batches(texts: Sequence[str], batch_size: int, progress: bool, desc: str) -> Iterator[list[int]]:
+    """Positions of ``texts`` in batches, longest texts first (less padding), with a progress bar."""
+    from tqdm.auto import tqdm
+
+    _check_positive_int(batch_size, "batch_size")
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress or len(starts) < 2):
+        yield order[start : start + batch_size]
+
+
+def check_texts(texts, name: str) -> list[str]:
+    """``texts`` as a non-empty list of strings, or an error naming ``name``."""
+    if isinstance(texts, str):
+        raise TypeError(f"{name} must be a list of strings, got one str: wrap it in a list")
+    if not isinstance(texts, Sequence) or not texts:
+        raise ValueError(f"{name} must be a non-empty list of strings, got {texts!r:.80}")
+    bad = next((t for t in texts if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TypeError(f"{name} must hold only strings, got a {type(bad).__name__}: {bad!r:.60}")
+    return list(texts)
+
+
+def _array(value, name: str, ndim, *, allow_inf: bool = False) -> np.ndarray:
+    """``value`` as a numeric numpy array with ``ndim`` dimensions (an int or a tuple),
+    non-empty, without NaN (or infinity, unless ``allow_inf``); errors name ``name``."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise TypeError(f"{name} must be an array of numbers: {err}") from None
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be an array of numbers, got dtype {arr.dtype}")
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if arr.ndim not in dims:
+        raise ValueError(f"{name} must have {' or '.join(map(str, dims))} dimensions, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN")
+    if not allow_inf and np.isinf(arr).any():
+        raise ValueError(f"{name} contains infinity")
+    return arr
+
+
+def _same_dim(A: np.ndarray, a: str, B: np.ndarray, b: str) -> None:
+    if A.shape[-1] != B.shape[-1]:
+        raise ValueError(f"{a} and {b} must have the same vector dimension, got {A.shape[-1]} and {B.shape[-1]}")
+
+
+def _check_positive_int(value, name: str) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _ranked_ids(ranking, name: str) -> list:
+    """The doc ids of one ranking (a list of ids, or of (doc_id, score) pairs), checked unique."""
+    if isinstance(ranking, np.ndarray):
+        ranking = ranking.tolist()
+    if isinstance(ranking, (str, bytes, Mapping)) or not isinstance(ranking, Sequence):
+        raise TypeError(f"{name} must be a list of doc ids, got {type(ranking).__name__}")
+    ids = [item[0] if isinstance(item, tuple) and len(item) == 2 else item for item in ranking]
+    ids = [d.item() if isinstance(d, np.generic) else d for d in ids]
+    try:
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{name} lists a doc id more than once")
+    except TypeError:
+        raise TypeError(f"{name} must hold hashable doc ids (str or int)") from None
+    return ids
+
+
+def _top_k_row(s: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best of the 1-d ``s`` (k <= s.size): score descending, then index."""
+    kth = np.partition(s, s.size - k)[s.size - k]  # the k-th best score
+    above = np.flatnonzero(s > kth)
+    ties = np.flatnonzero(s == kth)[: k - above.size]  # the lowest indices among the ties
+    best = np.concatenate((above, ties))
+    return best[np.lexsort((best, -s[best]))]
+
+
+def _top_k_rows(S: np.ndarray, k: int) -> np.ndarray:
+    """:func:`top_k` ids of each row of the 2-d ``S``, without input checks.
+
+    For small k the search is two-level: every run of CHUNK scores is summarised by
+    its maximum, and only the k runs with the largest maxima can hold a top-k score,
+    so only k * CHUNK candidates per row are sorted.  A row where an unchosen run's
+    maximum ties the k-th best candidate is redone exactly, to keep the lowest-index rule.
+    """
+    n, N = S.shape
+    k = min(k, N)
+    if k * CHUNK * 4 > N:
+        return np.stack([_top_k_row(row, k) for row in S])
+    M = np.maximum.reduceat(S, np.arange(0, N, CHUNK), axis=1)  # (n, runs) run maxima
+    runs = np.argpartition(-M, k - 1, axis=1)[:, :k]
+    candidates = (runs[:, :, None] * CHUNK + np.arange(CHUNK)).reshape(n, -1)
+    values = np.take_along_axis(S, np.minimum(candidates, N - 1), axis=1)
+    values[candidates >= N] = -np.inf  # the last run may be short
+    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1 : k]
+    order = np.lexsort((candidates, -values), axis=1)[:, :k]
+    ids = np.take_along_axis(candidates, order, axis=1)
+    redo = (M >= kth).sum(axis=1) > (np.take_along_axis(M, runs, axis=1) >= kth).sum(axis=1)
+    for r in np.flatnonzero(redo):
+        ids[r] = _top_k_row(S[r], k)
+    return ids

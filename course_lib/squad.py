@@ -8,15 +8,18 @@ prediction scores each span ``(s, e)`` of a feature by
 ``start_logits[s] + end_logits[e]`` and keeps the best valid span over all the
 features of an example.
 
-Preprocessing and post-processing work on whole batches with NumPy (and PyArrow for
-``datasets`` columns); training runs the ``Trainer`` or a custom ``accelerate`` loop.
-Batches are trimmed of the padding columns all their rows share, so short contexts
-train and predict faster than their ``max_length`` padding suggests.
+Labels come from a binary search in each feature's offsets; post-processing scores
+the candidate spans of all features at once with NumPy (reading ``datasets`` columns
+through Arrow). Training runs the ``Trainer`` or a custom ``accelerate`` loop. Batches
+are trimmed of the padding columns all their rows share, so short contexts train and
+predict faster than their ``max_length`` padding suggests.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import shutil
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +54,9 @@ def _columns(data) -> list[str]:
 
 
 def _column(data, name: str, what: str) -> list:
+    """Column ``name`` as a Python list (through Arrow for a ``datasets.Dataset``: row by row is slow)."""
+    if hasattr(data, "with_format"):
+        return _arrow(data, name, what).to_pylist()
     if name not in _columns(data):
         raise ValueError(f"{what} must have a {name!r} column, got columns {_columns(data)}")
     return list(data[name])
@@ -99,20 +105,18 @@ def context_span(sequence_ids) -> tuple[int, int]:
     return ids.index(1), len(ids) - 1 - ids[::-1].index(1)
 
 
-def _labels(offsets, first, last, start_char, end_char) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end token labels of many features at once: ``offsets`` is (F, L, 2), the rest (F,).
+def _label(offsets, first: int, last: int, start_char: int, end_char: int) -> tuple[int, int]:
+    """Token labels of one feature by binary search over its context offsets (in text order):
 
-    start = the last context token with offset start <= start_char,
-    end   = the first context token with offset end >= end_char,
+    start = the last context token whose offset start <= start_char,
+    end   = the first context token whose offset end >= end_char,
     (0, 0) unless offsets[first][0] <= start_char and end_char <= offsets[last][1].
     """
-    rows = np.arange(len(offsets))
-    inside = (offsets[rows, first, 0] <= start_char) & (offsets[rows, last, 1] >= end_char)
-    position = np.arange(offsets.shape[1])
-    context = (position >= first[:, None]) & (position <= last[:, None])
-    start = first - 1 + (context & (offsets[:, :, 0] <= start_char[:, None])).sum(1)
-    end = first + (context & (offsets[:, :, 1] < end_char[:, None])).sum(1)
-    return np.where(inside, start, 0), np.where(inside, end, 0)
+    if offsets[first][0] > start_char or offsets[last][1] < end_char:
+        return 0, 0
+    start = bisect.bisect_right(offsets, start_char, first, last + 1, key=itemgetter(0)) - 1
+    end = bisect.bisect_left(offsets, end_char, first, last + 1, key=itemgetter(1))
+    return start, end
 
 
 def label_positions(offsets, sequence_ids, start_char: int, end_char: int) -> tuple[int, int]:
@@ -125,12 +129,9 @@ def label_positions(offsets, sequence_ids, start_char: int, end_char: int) -> tu
         raise ValueError(f"end_char must be >= start_char, got start_char={start_char}, end_char={end_char}")
     if any(o is None for o in offsets):
         raise ValueError("offsets must be (start, end) pairs with no None (a training feature's offset_mapping)")
-    offsets = np.asarray(offsets, dtype=np.int64)
-    if offsets.shape != (len(sequence_ids), 2):
-        raise ValueError(f"offsets must be {len(sequence_ids)} (start, end) pairs, one per token, got shape {offsets.shape}")
-    first, last = context_span(sequence_ids)
-    start, end = _labels(offsets[None], np.array([first]), np.array([last]), np.array([start_char]), np.array([end_char]))
-    return int(start[0]), int(end[0])
+    if np.shape(offsets) != (len(sequence_ids), 2):
+        raise ValueError(f"offsets must be {len(sequence_ids)} (start, end) pairs, one per token, got shape {np.shape(offsets)}")
+    return _label(np.asarray(offsets).tolist(), *context_span(sequence_ids), start_char, end_char)
 
 
 def _tokenize(examples, tokenizer, max_length: int, stride: int):
@@ -147,15 +148,19 @@ def _tokenize(examples, tokenizer, max_length: int, stride: int):
         _check_text(f"examples['question'][{i}]", question)
         _check_text(f"examples['context'][{i}]", context)
     questions = [q.strip() for q in questions]
-    room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
-    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
-    longest = int(np.argmax(lengths)) if lengths else 0
-    if lengths and room - lengths[longest] <= stride:
-        raise ValueError(
-            f"examples['question'][{longest}] is {lengths[longest]} tokens long: with max_length={max_length} "
-            f"that leaves {room - lengths[longest]} tokens per window for the context, which must be more than "
-            f"stride={stride}; raise max_length or lower stride"
-        )
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    # A window must keep more than `stride` context tokens. A question has at most 2 tokens per
+    # UTF-8 byte (WordPiece, BPE, SentencePiece), so only the long ones need counting.
+    room = max_length - special - stride
+    suspects = [i for i, q in enumerate(questions) if 2 * len(q.encode("utf-8")) >= room]
+    counted = tokenizer([questions[i] for i in suspects], add_special_tokens=False)["input_ids"] if suspects else []
+    for i, ids in zip(suspects, counted):
+        if len(ids) >= room:
+            raise ValueError(
+                f"examples['question'][{i}] is {len(ids)} tokens long: with max_length={max_length} that leaves "
+                f"{max_length - special - len(ids)} tokens per window for the context, which must be more than "
+                f"stride={stride}; raise max_length or lower stride"
+            )
     return tokenizer(
         questions,
         contexts,
@@ -168,8 +173,8 @@ def _tokenize(examples, tokenizer, max_length: int, stride: int):
     )
 
 
-def _context_spans(inputs) -> np.ndarray:
-    return np.array([context_span(inputs.sequence_ids(i)) for i in range(len(inputs["input_ids"]))], dtype=np.int64)
+def _context_spans(inputs) -> list[tuple[int, int]]:
+    return [context_span(inputs.sequence_ids(i)) for i in range(len(inputs["input_ids"]))]
 
 
 def prepare_train_features(examples, tokenizer, max_length: int = MAX_LENGTH, stride: int = STRIDE) -> dict:
@@ -181,16 +186,17 @@ def prepare_train_features(examples, tokenizer, max_length: int = MAX_LENGTH, st
     does not hold it. Use it as ``Dataset.map(..., batched=True, remove_columns=...)``.
     """
     inputs = _tokenize(examples, tokenizer, max_length, stride)
-    offsets, _ = _offsets(pa.array(inputs.pop("offset_mapping"), type=_OFFSETS))
-    sample_map = np.asarray(inputs.pop("overflow_to_sample_mapping"))
+    offset_mapping = inputs.pop("offset_mapping")
+    sample_map = inputs.pop("overflow_to_sample_mapping")
     answers = _column(examples, "answers", "examples")
-    start_char = np.array([a["answer_start"][0] if a["answer_start"] else -1 for a in answers], dtype=np.int64)
-    end_char = start_char + np.array([len(a["text"][0]) if a["text"] else 0 for a in answers], dtype=np.int64)
-    spans = _context_spans(inputs)
-    start, end = _labels(offsets, spans[:, 0], spans[:, 1], start_char[sample_map], end_char[sample_map])
+    chars = [(a["answer_start"][0], a["answer_start"][0] + len(a["text"][0])) if a["text"] else (-1, -1) for a in answers]
+    labels = [
+        _label(offsets, first, last, *chars[sample])
+        for offsets, (first, last), sample in zip(offset_mapping, _context_spans(inputs), sample_map)
+    ]
     features = dict(inputs)
-    features["start_positions"] = start.tolist()
-    features["end_positions"] = end.tolist()
+    features["start_positions"] = [start for start, _ in labels]
+    features["end_positions"] = [end for _, end in labels]
     return features
 
 
@@ -211,6 +217,16 @@ def prepare_validation_features(examples, tokenizer, max_length: int = MAX_LENGT
 
 
 # ---------------------------------------------------------------- post-processing
+def _top(logits: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` highest logits of each row, highest first (ties: lower index first)."""
+    rows = np.arange(len(logits))[:, None]
+    top = np.argpartition(-logits, n - 1, axis=1)[:, :n] if n < logits.shape[1] else np.broadcast_to(
+        np.arange(n), logits.shape
+    )
+    order = np.lexsort((top, -logits[rows, top]), axis=1)
+    return top[rows, order].astype(np.int32)
+
+
 def _best_spans(start_logits, end_logits, in_context, n_best: int, max_answer_length: int):
     """Best valid span of every feature at once: start, end token and summed logit (-inf: none).
 
@@ -220,17 +236,14 @@ def _best_spans(start_logits, end_logits, in_context, n_best: int, max_answer_le
     """
     n = min(n_best, start_logits.shape[1])
     rows = np.arange(len(start_logits))[:, None]
-    starts = np.argsort(-start_logits, axis=1, kind="stable")[:, :n]
-    ends = np.argsort(-end_logits, axis=1, kind="stable")[:, :n]
+    starts, ends = _top(start_logits, n), _top(end_logits, n)
     score = start_logits[rows, starts][:, :, None] + end_logits[rows, ends][:, None, :]
     length = ends[:, None, :] - starts[:, :, None] + 1
-    valid = (
-        in_context[rows, starts][:, :, None]
-        & in_context[rows, ends][:, None, :]
-        & (length >= 1)
-        & (length <= max_answer_length)
-    )
-    score = np.where(valid, score, -np.inf).reshape(len(start_logits), n * n)
+    valid = (length >= 1) & (length <= max_answer_length)
+    valid &= in_context[rows, starts][:, :, None]
+    valid &= in_context[rows, ends][:, None, :]
+    score[~valid] = -np.inf
+    score = score.reshape(len(start_logits), n * n)
     best = score.argmax(1)
     rows = rows[:, 0]
     return starts[rows, best // n], ends[rows, best % n], score[rows, best]
@@ -273,24 +286,36 @@ def best_span(start_logits, end_logits, offsets, n_best: int = N_BEST, max_answe
     return None if np.isneginf(score[0]) else (int(start[0]), int(end[0]), float(score[0]))
 
 
-def _example_spans(example_ids, features, start_logits, end_logits, n_best, max_answer_length):
-    """For each example id: (feature, start token, end token, score) of its best span over all its
-    features (feature -1 when it has no valid span), with the features' offsets and context mask."""
+def _example_answers(example_ids, features, start_logits, end_logits, n_best, max_answer_length):
+    """For each example id, its best span over all its features: the feature (-1: no valid span),
+    the span's first and end char, and its probability within its window: softmax(start_logits)[s]
+    * softmax(end_logits)[e] over the window's context tokens."""
     _check_search(n_best, max_answer_length)
     offsets, in_context = _offsets(_arrow(features, "offset_mapping", "features"))
     start_logits = _check_logits(start_logits, "start_logits", in_context.shape)
     end_logits = _check_logits(end_logits, "end_logits", in_context.shape)
     start, end, score = _best_spans(start_logits, end_logits, in_context, n_best, max_answer_length)
     index = {example_id: k for k, example_id in enumerate(example_ids)}
-    owner = np.array([index.get(i, -1) for i in _arrow(features, "example_id", "features").to_pylist()], dtype=np.int64)
+    owner = np.array([index.get(i, -1) for i in _column(features, "example_id", "features")], dtype=np.int64)
     order = np.lexsort((-score, owner))  # by example, best score first, ties in feature order
     leaders = order[np.flatnonzero(np.r_[True, owner[order][1:] != owner[order][:-1]])]
     leaders = leaders[(owner[leaders] >= 0) & np.isfinite(score[leaders])]
     feature = np.full(len(example_ids), -1, dtype=np.int64)
     feature[owner[leaders]] = leaders
-    chosen = np.maximum(feature, 0)
-    spans = (feature, start[chosen], end[chosen], score[chosen])
-    return spans, offsets, in_context, start_logits, end_logits
+    first_char, end_char = np.zeros(len(feature), np.int64), np.zeros(len(feature), np.int64)
+    probability = np.zeros(len(feature))
+    found = feature >= 0
+    f, s, e = feature[found], start[feature[found]], end[feature[found]]
+    first_char[found], end_char[found] = offsets[f, s, 0], offsets[f, e, 1]
+    context = in_context[f]
+    log_p = (
+        start_logits[f, s]
+        - np.logaddexp.reduce(np.where(context, start_logits[f], -np.inf), axis=1)
+        + end_logits[f, e]
+        - np.logaddexp.reduce(np.where(context, end_logits[f], -np.inf), axis=1)
+    )
+    probability[found] = np.exp(log_p)
+    return feature, first_char, end_char, probability
 
 
 def postprocess(
@@ -301,12 +326,10 @@ def postprocess(
     when none is valid. Returns ``[{"id", "prediction_text"}]`` (the ``evaluate`` squad format)."""
     ids = _column(examples, "id", "examples")
     contexts = _column(examples, "context", "examples")
-    (feature, start, end, _), offsets, *_ = _example_spans(ids, features, start_logits, end_logits, n_best, max_answer_length)
-    first_char = offsets[np.maximum(feature, 0), start, 0]
-    last_char = offsets[np.maximum(feature, 0), end, 1]
+    _, first_char, end_char, _ = _example_answers(ids, features, start_logits, end_logits, n_best, max_answer_length)
     return [
-        {"id": example_id, "prediction_text": context[a:b] if f >= 0 else ""}
-        for example_id, context, f, a, b in zip(ids, contexts, feature, first_char.tolist(), last_char.tolist())
+        {"id": example_id, "prediction_text": context[a:b]}
+        for example_id, context, a, b in zip(ids, contexts, first_char.tolist(), end_char.tolist())
     ]
 
 
@@ -394,32 +417,31 @@ def answer_batch(
             _check_text(f"{name}[{i}]", text)
     _check_search(n_best, max_answer_length)
     features = prepare_validation_features(examples, tokenizer, max_length, stride)
-    logits = predict(model, features, batch_size)
-    spans, offsets, in_context, start_logits, end_logits = _example_spans(
-        examples["id"], features, *logits, n_best, max_answer_length
-    )
-    results = []
-    for context, f, s, e, _ in zip(examples["context"], *spans):
-        if f < 0:
-            results.append({"answer": "", "score": 0.0, "start": 0, "end": 0})
-            continue
-        log_p = (
-            start_logits[f, s]
-            - np.logaddexp.reduce(start_logits[f, in_context[f]])
-            + end_logits[f, e]
-            - np.logaddexp.reduce(end_logits[f, in_context[f]])
-        )
-        first, last = int(offsets[f, s, 0]), int(offsets[f, e, 1])
-        results.append({"answer": context[first:last], "score": float(np.exp(log_p)), "start": first, "end": last})
-    return results
+    start_logits, end_logits = predict(model, features, batch_size)
+    answers = _example_answers(examples["id"], features, start_logits, end_logits, n_best, max_answer_length)
+    return [
+        {"answer": context[a:b], "score": float(p), "start": a, "end": b}
+        for context, a, b, p in zip(examples["context"], *(x.tolist() for x in answers[1:]))
+    ]
 
 
-def answer(question: str, context: str, model, tokenizer, **options) -> dict:
+def answer(
+    question: str,
+    context: str,
+    model,
+    tokenizer,
+    max_length: int = MAX_LENGTH,
+    stride: int = STRIDE,
+    n_best: int = N_BEST,
+    max_answer_length: int = MAX_ANSWER_LENGTH,
+    batch_size: int = 32,
+) -> dict:
     """The answer to ``question`` from ``context`` (chapter 5): ``{"answer", "score", "start", "end"}``,
-    as :func:`answer_batch` gives it (same options)."""
+    as :func:`answer_batch` gives it."""
     _check_text("question", question)
     _check_text("context", context)
-    return answer_batch([question], [context], model, tokenizer, **options)[0]
+    options = dict(max_length=max_length, stride=stride, n_best=n_best, max_answer_length=max_answer_length)
+    return answer_batch([question], [context], model, tokenizer, batch_size=batch_size, **options)[0]
 
 
 # ---------------------------------------------------------------- training

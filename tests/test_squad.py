@@ -285,6 +285,31 @@ def test_best_span_is_the_best_valid_candidate(data, length, n_best, max_answer_
     assert score == pytest.approx(start[s] + end[e]) == pytest.approx(max(candidates))
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    widths=st.lists(st.tuples(st.integers(0, 3), st.integers(1, 6)), min_size=1, max_size=30),
+    question_tokens=st.integers(1, 5),
+    data=st.data(),
+)
+def test_label_positions_match_a_brute_force_oracle(widths, question_tokens, data):
+    """Context tokens of random widths separated by random gaps; any answer char range."""
+    context, position = [], 0
+    for gap, width in widths:
+        context.append((position + gap, position + gap + width))
+        position += gap + width
+    offsets = [(0, 0)] + [(0, 1)] * question_tokens + [(0, 0)] + context + [(0, 0)]
+    sequence_ids = [None] + [0] * question_tokens + [None] + [1] * len(context) + [None]
+    start_char = data.draw(st.integers(0, position))
+    end_char = data.draw(st.integers(start_char, position + 1))
+    first = question_tokens + 2
+    ids = range(first, first + len(context))
+    if offsets[first][0] <= start_char and end_char <= offsets[ids[-1]][1]:
+        expected = (max(i for i in ids if offsets[i][0] <= start_char), min(i for i in ids if offsets[i][1] >= end_char))
+    else:
+        expected = (0, 0)
+    assert squad.label_positions(offsets, sequence_ids, start_char, end_char) == expected
+
+
 WORDS = ["alpha", "beta", "lighthouse", "river", "1907", "x-ray", "naïve", "co-op", "o'clock", "42,000", "a", "the"]
 
 

@@ -215,6 +215,7 @@ def check(
     hidden cases. Returns None on purpose: nbgrader reads a number displayed by a
     test cell as partial credit.
     """
+    __tracebackhide__ = True  # IPython and pytest show the student's line, not ours
     if not callable(student):
         raise AssertionError(f"expected a function, got {type(student).__name__}: define it in the exercise cell above")
     name = getattr(student, "__name__", "your function")

@@ -266,3 +266,27 @@ def test_nbgrader_config_loads_without_errors():
     assert config.CourseDirectory.root == str(COURSE)
     assert config.Exchange.root == str(COURSE / "exchange")
     assert "course_lib.nbgrader_ext.LimitOutputChars" in config.Autograde.autograde_preprocessors
+
+
+def test_report_shows_runtime_points_and_tagged_outputs(tmp_path, monkeypatch):
+    import base64
+
+    monkeypatch.setattr(course, "BUILD", tmp_path)
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 64).decode()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("table()", metadata={"tags": ["report"]}, outputs=[
+            nbformat.v4.new_output("execute_result", data={"text/plain": "BM25 nDCG@10 0.61"}, execution_count=1),
+            nbformat.v4.new_output("display_data", data={"image/png": png})]),
+        nbformat.v4.new_code_cell("hidden_from_report()", outputs=[nbformat.v4.new_output("stream", text="noise")]),
+    ])
+    executed = tmp_path / "02_bm25.ipynb"
+    nbformat.write(nb, executed)
+    runs = {"02_bm25": {"seconds": 12.34, "peak_mb": 321.0, "executed": str(executed)}}
+    grades = {("solutions", "02_bm25"): {"score": 12.0, "max_score": 12.0, "problem": ""},
+              ("blank", "02_bm25"): {"score": 0.0, "max_score": 12.0, "problem": ""}}
+    md = course.write_report(runs, grades).read_text()
+    assert "| 02_bm25 | 12.3 | 321 | 12/12 | 0/12 |" in md
+    assert "BM25 nDCG@10 0.61" in md and "noise" not in md
+    assert (tmp_path / "figures" / "02_bm25-0-1.png").read_bytes().startswith(b"\x89PNG")
+    html = (tmp_path / "report.html").read_text()
+    assert "<table>" in html and 'src="figures/02_bm25-0-1.png"' in html

@@ -191,3 +191,21 @@ def test_download_once_with_checksum(file_server, tmp_path, monkeypatch):
     assert not (tmp_path / "cache" / "downloads" / "other.tsv").exists()
     with pytest.raises(ValueError, match="sha256_hex must be 64 hex digits"):
         data.download(f"{url}/vectors.tsv", "abc")
+
+
+def test_datasheet_counts_match_the_collection():
+    import re
+
+    sheet = (Path(bundled.__file__).parent / "README.md").read_text()
+
+    def stated(part: str) -> int:
+        return int(re.search(rf"^\| {part} \| (\d+)", sheet, re.M).group(1))
+
+    squad = data.load_squad_like()
+    assert stated("topics") == len(bundled.topics())
+    assert stated("passages") == len(data.load_corpus())
+    assert stated("retrieval queries") == len(data.load_queries())
+    assert stated("relevance judgments") == len(data.load_qrels())
+    assert stated("extractive QA") == len(squad["train"]) + len(squad["validation"])
+    assert stated("multi-hop questions") == len(data.load_multihop())
+    assert stated("multiple-choice questions") == len(data.load_mcq())

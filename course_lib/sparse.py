@@ -12,8 +12,10 @@ How retrieval runs (the design of bm25s): the :class:`InvertedIndex` keeps every
 posting of the collection in flat numpy arrays, term after term (a compressed
 sparse column matrix, documents x terms).  A retriever computes each posting's
 contribution to a score once, at index time.  A query then slices the postings of
-its terms, adds them up per document (``np.bincount``) and selects the top k with
-``np.partition``: no Python loop runs over documents on the query path.
+its terms and adds them up per document with one ``np.bincount`` for a block of
+queries; for the top k, ``np.partition`` of every 8th score bounds the k-th best
+from below and only the few documents above that bound are sorted.  No Python loop
+runs over documents on the query path.
 
 Conventions shared by every retriever:
 
@@ -31,6 +33,7 @@ Conventions shared by every retriever:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from itertools import chain
@@ -260,7 +263,13 @@ class InvertedIndex:
 
         if isinstance(docs, (str, bytes)) or not isinstance(docs, Iterable):
             raise TypeError(f"docs must be a list of documents, got {type(docs).__name__}")
-        features = [self.analyze(d, f"docs[{i}]") for i, d in enumerate(docs)]
+        docs = docs if isinstance(docs, list) else list(docs)
+        try:
+            features = [self.analyze(d, "docs") for d in docs]
+        except TypeError:
+            for i, d in enumerate(docs):  # name the first bad document
+                _as_tokens(d, f"docs[{i}]", tokenizer)
+            raise
         N = len(features)
         if N == 0:
             raise ValueError("docs must contain at least one document")
@@ -270,7 +279,7 @@ class InvertedIndex:
         # 1. The dictionary: sorted vocabulary, and every token mapped to its term id.
         flat = list(chain.from_iterable(features))
         self.doc_lengths = np.fromiter(map(len, features), dtype=np.int64, count=N)
-        unique = dict.fromkeys(flat)
+        unique = set(flat)
         bad = next((t for t in unique if not isinstance(t, str)), None)
         if bad is not None:
             raise TypeError(f"tokens must be str, got {bad!r} ({type(bad).__name__}) in docs")
@@ -279,8 +288,9 @@ class InvertedIndex:
             self._term_id = {t: j for j, t in enumerate(self.terms)}
             token_term = np.fromiter(map(self._term_id.__getitem__, flat), dtype=np.int32, count=len(flat))
         else:
-            feature_id = {t: j for j, t in enumerate(unique)}
-            used, bucket_term = np.unique(_hash_buckets(list(unique), buckets), return_inverse=True)
+            features_seen = list(unique)
+            feature_id = {t: j for j, t in enumerate(features_seen)}
+            used, bucket_term = np.unique(_hash_buckets(features_seen, buckets), return_inverse=True)
             self.terms = used.tolist()
             self._term_id = {t: j for j, t in enumerate(self.terms)}
             token_term = bucket_term[np.fromiter(map(feature_id.__getitem__, flat), dtype=np.int64, count=len(flat))]
@@ -301,7 +311,7 @@ class InvertedIndex:
         starts_mask[term_ptr[:-1]] = True
         starts = np.flatnonzero(starts_mask)
         self.doc_index = token_doc[starts]
-        self.tf = np.diff(np.append(starts, T)).astype(np.int32)
+        self.tf = np.diff(starts, append=T).astype(np.int32)
         self.indptr = np.searchsorted(starts, term_ptr).astype(np.int64)
         self.df = np.diff(self.indptr)
         if positions:  # term j's positions: positions[term_ptr[j]:term_ptr[j+1]], split by tf
@@ -359,11 +369,15 @@ class InvertedIndex:
         return {d: i for i, d in enumerate(self.doc_ids)}
 
     @cached_property
+    def id_order(self) -> np.ndarray:
+        """Document numbers in ascending doc id order (ties in a ranking follow it)."""
+        return np.array(sorted(range(self.N), key=self.doc_ids.__getitem__), dtype=np.int64)
+
+    @cached_property
     def id_rank(self) -> np.ndarray:
-        """Each document's rank in ascending doc id order (breaks score ties)."""
-        order = sorted(range(self.N), key=self.doc_ids.__getitem__)
+        """Each document's place in ascending doc id order (the inverse of ``id_order``)."""
         rank = np.empty(self.N, dtype=np.int64)
-        rank[order] = np.arange(self.N)
+        rank[self.id_order] = np.arange(self.N)
         return rank
 
     def __len__(self) -> int:
@@ -381,9 +395,13 @@ class _SparseRetriever:
     """The query path shared by :class:`TfidfRetriever` and :class:`BM25`.
 
     A subclass fills ``self._contribution`` (one weight per posting) in
-    ``_weigh_postings`` and turns a query's term counts into per-term weights in
+    ``_weigh_postings`` and turns the queries' term counts into per-term weights in
     ``_query_weights``; score(q, d) = sum_t query_weight(t) * contribution(t, d).
+    Queries are scored in blocks: one ``np.bincount`` fills a (queries x N) matrix.
     """
+
+    # a block of queries stops at this many postings or scores: its arrays stay in cache
+    _BLOCK_POSTINGS, _BLOCK_CELLS = 2**17, 2**20
 
     def __init__(self, tokenizer, ngram, buckets):
         self.tokenizer, self.ngram, self.buckets = tokenizer, ngram, buckets
@@ -394,51 +412,74 @@ class _SparseRetriever:
         self.inverted_index = InvertedIndex.build(
             docs, doc_ids, tokenizer=self.tokenizer, ngram=self.ngram, buckets=self.buckets, positions=False
         )
-        self._contribution = self._weigh_postings(self.inverted_index)
-        return self
-
-    def _query_terms(self, query) -> tuple[np.ndarray, np.ndarray]:
-        """Term ids of the query's known terms and how often each occurs."""
-        if self.inverted_index is None:
-            raise RuntimeError(f"call {type(self).__name__}.index(docs) before searching")
         ix = self.inverted_index
-        ids = [j for j in map(ix.term_id, ix.analyze(query)) if j is not None]
-        return np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
+        self._contribution = self._weigh_postings(ix)
+        # terms whose postings all add 0 (idf 0) are skipped at query time
+        nonzero = self._contribution != 0
+        self._scoring = np.logical_or.reduceat(nonzero, ix.indptr[:-1]) if len(ix) else np.zeros(0, dtype=bool)
+        return self
 
     def scores(self, query) -> np.ndarray:
         """The score of every document for ``query``, in indexing order (length N)."""
-        ids, counts = self._query_terms(query)
-        ix = self.inverted_index
-        weights = self._query_weights(ids, counts)
-        starts, lengths = ix.indptr[ids], ix.df[ids]
-        total = int(lengths.sum())
-        # the positions of all the query terms' postings, without a Python loop
-        postings = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
-        return np.bincount(
-            ix.doc_index[postings],
-            weights=self._contribution[postings] * np.repeat(weights, lengths),
-            minlength=ix.N,
-        )
+        return self._score_block([self._analyse(query, "query")])[0]
 
     def search(self, query, k: int = 10) -> list[tuple[Any, float]]:
         """The top ``k`` documents as [(doc_id, score), ...]: score descending, then doc id."""
         _check_k(k)
-        s = self.scores(query)
-        top = _top_k(s, k, self.inverted_index.id_rank)
-        ids = self.inverted_index.doc_ids
-        return [(ids[i], float(s[i])) for i in top]
+        return self._search([self._analyse(query, "query")], k)[0]
 
     def search_batch(self, queries: Iterable, k: int = 10) -> list[list[tuple[Any, float]]]:
-        """:meth:`search` for each query of ``queries``."""
-        if isinstance(queries, (str, Mapping)):
+        """:meth:`search` for each query of ``queries``, scored in blocks."""
+        _check_k(k)
+        if isinstance(queries, (str, Mapping)) or not isinstance(queries, Iterable):
             raise TypeError(f"queries must be a list of queries, got {type(queries).__name__} (use .run for a mapping)")
-        return [self.search(q, k) for q in queries]
+        return self._search([self._analyse(q, f"queries[{i}]") for i, q in enumerate(queries)], k)
 
     def run(self, queries: Mapping, k: int = 10) -> dict:
         """A TREC-style run {query_id: {doc_id: score}} for ``queries`` {query_id: query}."""
         if not isinstance(queries, Mapping):
             raise TypeError(f"queries must be a mapping {{query_id: query}}, got {type(queries).__name__}")
-        return {qid: dict(self.search(q, k)) for qid, q in queries.items()}
+        return {qid: dict(hits) for qid, hits in zip(queries, self.search_batch(list(queries.values()), k))}
+
+    def _indexed(self) -> InvertedIndex:
+        if self.inverted_index is None:
+            raise RuntimeError(f"call {type(self).__name__}.index(docs) before searching")
+        return self.inverted_index
+
+    def _analyse(self, query, name: str) -> tuple[list[int], list[int]]:
+        """The term ids of the query's known terms and how often each occurs."""
+        ix = self._indexed()
+        counts = Counter(j for j in map(ix.term_id, ix.analyze(query, name)) if j is not None)
+        return list(counts), list(counts.values())
+
+    def _score_block(self, analysed: list[tuple[list[int], list[int]]]) -> np.ndarray:
+        """The (queries x N) score matrix of analysed queries."""
+        ix, n = self.inverted_index, len(analysed)
+        ids = np.fromiter(chain.from_iterable(a for a, _ in analysed), dtype=np.int64)
+        counts = np.fromiter(chain.from_iterable(c for _, c in analysed), dtype=np.float64)
+        rows = np.repeat(np.arange(n), [len(a) for a, _ in analysed])
+        weights = self._query_weights(ids, counts, rows, n)
+        scoring = self._scoring[ids]
+        ids, rows, weights = ids[scoring], rows[scoring], weights[scoring]
+        lengths = ix.df[ids]
+        # the positions of all the query terms' postings, without a Python loop
+        postings = np.repeat(ix.indptr[ids] - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        cells = np.repeat(rows * ix.N, lengths) + ix.doc_index[postings]
+        scores = np.bincount(cells, weights=self._contribution[postings] * np.repeat(weights, lengths), minlength=n * ix.N)
+        return scores.reshape(n, ix.N)
+
+    def _search(self, analysed, k: int) -> list[list[tuple[Any, float]]]:
+        ix = self.inverted_index
+        hits, block, postings = [], [], 0
+        for i, query in enumerate(analysed):
+            block.append(query)
+            postings += int(ix.df[query[0]].sum())
+            if i + 1 == len(analysed) or postings >= self._BLOCK_POSTINGS or len(block) * ix.N >= self._BLOCK_CELLS:
+                S = self._score_block(block)
+                for s, top in zip(S, _top_k(S, k, ix.id_rank, ix.id_order)):
+                    hits.append(list(zip([ix.doc_ids[j] for j in top.tolist()], s[top].tolist())))
+                block, postings = [], 0
+        return hits
 
 
 class TfidfRetriever(_SparseRetriever):
@@ -465,20 +506,20 @@ class TfidfRetriever(_SparseRetriever):
         norm = np.sqrt(np.bincount(ix.doc_index, weights=w * w, minlength=ix.N))[ix.doc_index]
         return np.divide(w, norm, out=np.zeros_like(w), where=norm > 0)
 
-    def _query_weights(self, ids, counts):
+    def _query_weights(self, ids, counts, rows, n):
         w = tf_weight(counts) * self.idf[ids]
-        norm = math.sqrt(w @ w)
-        return w / norm if norm > 0 else w
+        norm = np.sqrt(np.bincount(rows, weights=w * w, minlength=n))[rows]  # |q| of each query
+        return np.divide(w, norm, out=np.zeros_like(w), where=norm > 0)
 
     def query_vector(self, query) -> dict:
         """The query's tf-idf weights {term: tf * idf} (before normalisation)."""
-        ids, counts = self._query_terms(query)
-        w = tf_weight(counts) * self.idf[ids]
+        ids, counts = self._analyse(query, "query")
+        w = tf_weight(np.asarray(counts)) * self.idf[ids]
         return {self.inverted_index.terms[j]: float(x) for j, x in zip(ids, w)}
 
     def document_vector(self, doc_id) -> dict:
         """The document's weights {term: tf * idf} (tf alone with doc_idf=False), before normalisation."""
-        ix = self.inverted_index
+        ix = self._indexed()
         p = np.flatnonzero(ix.doc_index == ix.doc_number(doc_id))
         terms = np.searchsorted(ix.indptr, p, side="right") - 1
         w = tf_weight(ix.tf[p]) * (self.idf[terms] if self.doc_idf else 1.0)
@@ -503,7 +544,9 @@ class BM25(_SparseRetriever):
     a document adds nothing (Lv & Zhai's BM25L/BM25+; bm25s and rank_bm25 credit
     absent terms too, see :func:`bm25_tf`).  Out-of-vocabulary query terms are
     ignored; a repeated query term adds its contribution once per occurrence.
-    Scores match bm25s (same tokens, same variant) up to its float32 rounding.
+    Given the same tokens, scores equal bm25s's (to its float32 rounding) for
+    robertson, lucene and atire, and for bm25l and bm25+ once its credit for absent
+    terms is taken away.
     """
 
     def __init__(self, variant: str = "lucene", k1: float = 1.5, b: float = 0.75, delta: float | None = None,
@@ -515,47 +558,54 @@ class BM25(_SparseRetriever):
         self.delta = DEFAULT_DELTA.get(variant, 0.0) if delta is None else float(delta)
 
     def _weigh_postings(self, ix: InvertedIndex) -> np.ndarray:
-        if ix.doc_index.size == 0:
-            return np.zeros(0)
         return bm25_term_score(
             ix.tf, np.repeat(ix.df, ix.df), ix.N, ix.doc_lengths[ix.doc_index], ix.avgdl,
             self.k1, self.b, self.variant, self.delta,
         )
 
-    def _query_weights(self, ids, counts):
-        return counts.astype(np.float64)
+    def _query_weights(self, ids, counts, rows, n):
+        return counts
 
     def __repr__(self) -> str:
         return f"BM25(variant={self.variant!r}, k1={self.k1}, b={self.b}, delta={self.delta})"
 
 
 # ------------------------------------------------------------------------- helpers
-def _top_k(scores: np.ndarray, k: int, id_rank: np.ndarray) -> np.ndarray:
-    """Indices of the k best scores: score descending, then id_rank ascending."""
-    N = scores.size
-    candidates = np.arange(N)
-    if k < N:
-        # The k-th best score of every 8th document bounds the k-th best from below,
-        # so the exact selection only looks at the few documents above that bound.
-        sample = scores[::8]
-        if sample.size > k:
-            floor = np.partition(sample, sample.size - k)[sample.size - k]
-            candidates = np.flatnonzero(scores >= floor)
-    if candidates.size > k:
-        s = scores[candidates]
-        kth = np.partition(s, s.size - k)[s.size - k]  # the k-th best score
-        above, ties = candidates[s > kth], candidates[s == kth]
-        need = k - above.size  # >= 1, and ties has at least that many
-        if need < ties.size:
-            ties = ties[np.argpartition(id_rank[ties], need - 1)[:need]]
-        candidates = np.concatenate((above, ties))
-    return candidates[np.lexsort((id_rank[candidates], -scores[candidates]))]
+def _top_k(S: np.ndarray, k: int, id_rank: np.ndarray, id_order: np.ndarray) -> list[np.ndarray]:
+    """For each row of S (queries x N, scores >= 0), the column indices of its k best
+    scores: score descending, then doc id ascending.
+
+    ``id_rank[i]`` is document i's place in doc id order, ``id_order`` its inverse.
+    """
+    n, N = S.shape
+    if k >= N:
+        return list(np.lexsort((np.broadcast_to(id_rank, S.shape), -S), axis=-1))
+    # The k-th best score among every 8th document bounds a row's k-th best from below,
+    # so only the few documents at or above that floor are sorted.  (np.partition of the
+    # negated scores: selecting near the top of many equal zeros is slow.)
+    sample = -S[:, ::8]
+    floor = -np.partition(sample, k - 1, axis=1)[:, k - 1] if sample.shape[1] > k else np.zeros(n)
+    floor[floor <= 0] = np.nextafter(0.0, 1.0)  # no floor: every positive score is a candidate
+    flat = np.flatnonzero(S >= floor[:, None])
+    rows, cols = np.divmod(flat, N)
+    cols = cols[np.lexsort((id_rank[cols], -S.ravel()[flat], rows))]
+    ends = np.cumsum(np.bincount(rows, minlength=n)).tolist()
+    tops = []
+    for start, end in zip([0] + ends[:-1], ends):
+        top = cols[start:min(end, start + k)]
+        if top.size < k:  # fewer than k documents score: the first zeros by doc id follow
+            first = id_order[: k + top.size]
+            top = np.concatenate((top, first[~np.isin(first, top)][: k - top.size]))
+        tops.append(top)
+    return tops
 
 
 def _as_tokens(text, name: str, tokenizer) -> list[str]:
     if isinstance(text, str):
         return tokenizer(text)
-    if isinstance(text, (list, tuple)):
+    if isinstance(text, list):
+        return text  # not copied: never modified
+    if isinstance(text, tuple):
         return list(text)
     raise TypeError(f"{name} must be a str or a list of str tokens, got {type(text).__name__}")
 

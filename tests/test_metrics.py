@@ -3,17 +3,16 @@
 Oracles: ir_measures (trec_eval through pytrec_eval, and its MS MARCO MRR) for the
 ranking metrics on random runs; for SQuAD, a transcription of the official v1.1
 evaluation logic written here, the local ``evaluate`` module, and the real SQuAD
-v1.1 development set at ../shared/data (required when CI=true).
+v1.1 development set at ../shared/data (conftest's ``squad_dev_path``: required when
+CI=true, skipped with the reason otherwise).
 """
 from __future__ import annotations
 
 import math
-import os
 import random
 import re
 import string
 from collections import Counter
-from pathlib import Path
 
 import ir_measures
 import pytest
@@ -46,7 +45,6 @@ from course_lib.metrics import (
 )
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SQUAD_DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev-v1.1.json.zip"
 
 
 # ------------------------------------------------------------------ SQuAD by hand
@@ -124,14 +122,10 @@ def official_v11(dataset_rows, predictions: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def squad_dev():
-    if not SQUAD_DEV.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the SQuAD v1.1 dev set is missing at {SQUAD_DEV} and CI=true")
-        pytest.skip(f"SQuAD v1.1 dev set not found at {SQUAD_DEV} (../shared/data is not part of a clone)")
+def squad_dev(squad_dev_path):  # conftest: fails when missing under CI=true, else skips
     from course_lib.data import squad_rows
 
-    return squad_rows(SQUAD_DEV)
+    return squad_rows(squad_dev_path)
 
 
 def _perturb(rows, seed=0, unanswered=0.05):

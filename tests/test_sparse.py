@@ -280,22 +280,15 @@ def test_bm25_matches_rank_bm25_where_formulas_agree(corpus, queries, k1, b):
         np.testing.assert_allclose(plus.get_scores(q), ours_plus.scores(q) + credit, rtol=1e-10, atol=1e-10)
 
 
-def _bundled_collection():
-    try:
-        from course_lib.data import load_corpus, load_queries
-    except ImportError:
-        pytest.skip("course_lib.data.load_corpus does not exist yet (another engineer is writing it)")
-    corpus, queries = load_corpus(), load_queries()
-    return corpus["_id"], corpus["text"], queries["text"]
-
-
 @pytest.mark.parametrize("variant", ["lucene", "robertson"])
 def test_bm25_matches_bm25s_on_bundled_corpus(variant):
-    ids, texts, query_texts = _bundled_collection()
-    corpus = [tokenize(t, stopwords=STOP_WORDS) for t in texts]
-    queries = [tokenize(q, stopwords=STOP_WORDS) for q in query_texts]
+    from course_lib.data import load_corpus, load_queries
+
+    passages = load_corpus()
+    corpus = [tokenize(t, stopwords=STOP_WORDS) for t in passages["text"]]
+    queries = [tokenize(q, stopwords=STOP_WORDS) for q in load_queries()["text"]]
     model = bm25s_model(corpus, variant, 1.5, 0.75, 0.5)
-    ours = BM25(variant).index(corpus, ids)
+    ours = BM25(variant).index(corpus, passages["_id"])
     for q in queries:
         expected = bm25s_scores(model, q, len(corpus))
         np.testing.assert_allclose(ours.scores(q), expected, rtol=1e-5, atol=1e-5)

@@ -351,7 +351,8 @@ def _collate(rows: list[dict]) -> dict:
 
 def predict(model, features, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Start and end logits of a QA model for every feature (chapter 5), as two
-    ``(n_features, max_length)`` arrays; runs on the model's device, -inf on padding."""
+    ``(n_features, max_length)`` arrays, computed on the model's device in batches of
+    features of similar length, trimmed of their shared padding (-inf there)."""
     import torch
 
     _check_int("batch_size", batch_size, 1)
@@ -360,16 +361,19 @@ def predict(model, features, batch_size: int = 32) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"features must have an 'input_ids' column, got columns {_columns(features)}")
     start_logits = np.full(inputs["input_ids"].shape, -np.inf, dtype=np.float32)
     end_logits = start_logits.copy()
+    lengths = inputs["attention_mask"].sum(1) if "attention_mask" in inputs else np.zeros(len(start_logits))
+    order = np.argsort(lengths, kind="stable")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for i in range(0, len(start_logits), batch_size):
-            batch = _trim({k: torch.from_numpy(v[i : i + batch_size]) for k, v in inputs.items()})
+        for i in range(0, len(order), batch_size):
+            rows = order[i : i + batch_size]
+            batch = _trim({k: torch.from_numpy(v[rows]) for k, v in inputs.items()})
             outputs = model(**{k: v.to(device) for k, v in batch.items()})
             width = outputs.start_logits.shape[1]
-            start_logits[i : i + batch_size, :width] = outputs.start_logits.float().cpu().numpy()
-            end_logits[i : i + batch_size, :width] = outputs.end_logits.float().cpu().numpy()
+            start_logits[rows, :width] = outputs.start_logits.float().cpu().numpy()
+            end_logits[rows, :width] = outputs.end_logits.float().cpu().numpy()
     model.train(was_training)
     return start_logits, end_logits
 

@@ -2,8 +2,6 @@
 set, planted logits, inference over long contexts, the two training paths on a tiny BERT."""
 from __future__ import annotations
 
-import re
-import string
 import types
 
 import numpy as np
@@ -18,15 +16,10 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput
 from course_lib import env, squad
 from course_lib.data import load_squad_json
 from course_lib.data.features import SQUAD_FEATURES
+from course_lib.metrics import normalize_answer
 from course_lib.models import packaged_minilm, tiny_bert
 
 SMALL = dict(max_length=48, stride=16)  # windows for the synthetic examples
-
-
-def squad_normalize(text: str) -> str:
-    """The official SQuAD v1.1 answer normalisation: lower, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
 
 
 class PlantedModel(torch.nn.Module):
@@ -129,7 +122,7 @@ def test_dev_labels_decode_to_the_answer(dev, tokenizer, dev_train_features, dev
     decoded = tokenizer.batch_decode([ids[i, dev_arrays.start[i] : dev_arrays.end[i] + 1] for i in inside])
     answers = [dev[int(k)]["answers"]["text"][0] for k in dev_arrays.example[inside]]
     gold = tokenizer.batch_decode(tokenizer(answers, add_special_tokens=False)["input_ids"])
-    rate = np.mean([squad_normalize(d) == squad_normalize(g) for d, g in zip(decoded, gold)])
+    rate = np.mean([normalize_answer(d) == normalize_answer(g) for d, g in zip(decoded, gold)])
     print(f"labelled spans that decode to the answer: {rate:.4%} of {len(inside)}")
     assert rate >= 0.995, f"only {rate:.4%} of labelled spans decode to the answer"
 
@@ -495,7 +488,6 @@ def test_trainer_resumes_from_a_checkpoint(tokenizer, train_set, tmp_path):
 
 
 def test_accelerate_loop_trains_evaluates_and_saves(tokenizer, train_set, tmp_path):
-    pytest.importorskip("course_lib.metrics", reason="course_lib.metrics (squad_score) is not written yet")
     examples, features = train_set
     validation = examples.map(
         squad.prepare_validation_features,

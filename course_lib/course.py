@@ -100,10 +100,15 @@ def stamp(notebook_path: Path) -> bool:
 
 def nbgrader(*args: str, course_root: Path = COURSE_ROOT, timeout: int | None = None,
              env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``nbgrader`` in ``course_root`` (where nbgrader_config.py lives) with this Python."""
+    """Run ``nbgrader`` in ``course_root`` (where nbgrader_config.py lives) with this Python.
+
+    This environment's ``bin`` goes first on PATH: nbgrader runs ``alembic`` to create a
+    gradebook, and ``make`` calls ``.venv/bin/python`` without activating the environment.
+    """
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     return subprocess.run(
         [sys.executable, "-m", "nbgrader", *args], cwd=course_root, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})},
+        timeout=timeout, env={**os.environ, "PATH": path, **(env or {})},
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import env, models
-from .dense import _array, _check_positive_int, _same_dim, check_texts, iter_batches, l2_normalize, top_k
+from .dense import _array, _check_positive_int, _same_dim, check_query, check_texts, iter_batches, l2_normalize, top_k
 from .sparse import _check_doc_ids, _check_k
 
 Q_MARKER, D_MARKER = "[unused0]", "[unused1]"  # ColBERT's [Q] and [D]: unused BERT vocabulary entries
@@ -66,6 +66,10 @@ class ColBERTScorer:
     so the untrained MiniLM token vectors only show the mechanism (their scores are
     far weaker than a trained model's).  Online, ``ColBERTScorer("colbert-ir/colbertv2.0")``
     loads a real checkpoint, including its ``linear.weight`` projection.
+
+    Storage is the price of late interaction: the index holds N x Ld x dim floats
+    (516 passages x 180 tokens x 384 dims x 4 bytes is about 140 MB here), which is why
+    ColBERT projects to 128 dimensions and ColBERTv2 compresses the vectors further.
     """
 
     def __init__(
@@ -89,6 +93,9 @@ class ColBERTScorer:
         self.model.to(self.device)
         self.projection = _projection(self.source)
         vocab = self.tokenizer.get_vocab()
+        if Q_MARKER not in vocab or D_MARKER not in vocab:
+            raise ValueError(f"{self.source} has no {Q_MARKER} and {D_MARKER} tokens to serve as [Q] and [D]: "
+                             "use a model with a BERT vocabulary")
         self.q_marker, self.d_marker = vocab[Q_MARKER], vocab[D_MARKER]
         self.skip_ids = {i for symbol in skiplist for i in self.tokenizer.encode(symbol, add_special_tokens=False)}
         self.query_length, self.doc_length = query_length, doc_length
@@ -156,25 +163,19 @@ class ColBERTScorer:
     def score(self, query: str, docs: Sequence[str]) -> np.ndarray:
         """MaxSim score of ``query`` against each of ``docs`` (no index needed)."""
         E_d, mask = self.encode_documents(docs, progress=False)
-        return maxsim(self.encode_queries([_query(query)])[0], E_d, mask)
+        return maxsim(self.encode_queries([check_query(query)])[0], E_d, mask)
 
     def search(self, query: str, k: int = 10) -> list[tuple[Any, float]]:
         """The top ``k`` indexed documents as [(doc_id, score), ...]: score descending, then indexing order."""
         if self.doc_tokens is None:
             raise RuntimeError("call ColBERTScorer.index(docs) before searching")
         _check_k(k)
-        scores = maxsim(self.encode_queries([_query(query)])[0], self.doc_tokens, self.doc_mask)
+        scores = maxsim(self.encode_queries([check_query(query)])[0], self.doc_tokens, self.doc_mask)
         ids, values = top_k(scores, k)
         return [(self.doc_ids[i], float(s)) for i, s in zip(ids, values)]
 
     def __repr__(self) -> str:
         return f"ColBERTScorer({self.source!r}, query_length={self.query_length}, N={len(self.doc_ids)})"
-
-
-def _query(query) -> str:
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a str, got {type(query).__name__}")
-    return query
 
 
 def _projection(source: str):

@@ -37,8 +37,9 @@ from . import env, models
 from .sparse import _check_doc_ids, _check_k
 
 POOLINGS = ("mean", "cls")
-CHUNK = 128  # top_k's first level: the maximum of every CHUNK consecutive scores
+CHUNK = 64  # top_k's first level: the maximum of every CHUNK consecutive scores
 BLOCK_SCORES = 1 << 24  # exact_search: at most this many scores (64 MiB of float32) in memory at once
+QUERY_BLOCK = 1024  # exact_search: queries per block
 
 
 # ----------------------------------------------------------------- pure functions
@@ -102,23 +103,34 @@ def top_k(scores, k: int) -> tuple[np.ndarray, np.ndarray]:
 def exact_search(queries, embeddings, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` inner-product search of every query against every embedding (chapter 3).
 
-    scores = Q D^T, computed a block of queries at a time so at most
-    ``BLOCK_SCORES`` scores are in memory, then :func:`top_k` of each row.
-    Returns ``(ids, scores)``, each n x min(k, N) (faiss returns them the other way round).
-    With unit vectors the scores are cosines.
+    scores = Q D^T, one block of at most ``BLOCK_SCORES`` scores at a time (as FAISS
+    does: a block of queries against a block of embeddings); the :func:`top_k` of
+    each block, then the top k of those candidates, which is exact, ties included.
+    Returns ``(ids, scores)``, each n x min(k, N) (FAISS returns them the other way
+    round).  With unit vectors the scores are cosines.
     """
     Q, D = _array(queries, "queries", 2), _array(embeddings, "embeddings", 2)
     _same_dim(Q, "queries", D, "embeddings")
     _check_k(k)
     Q = Q.astype(D.dtype, copy=False)
     n, N = len(Q), len(D)
+    rows = min(n, QUERY_BLOCK)
+    cols = max(BLOCK_SCORES // rows // CHUNK, 1) * CHUNK
     ids = np.empty((n, min(k, N)), dtype=np.int64)
     scores = np.empty(ids.shape, dtype=D.dtype)
-    step = max(1, BLOCK_SCORES // N)
-    for start in range(0, n, step):
-        S = Q[start : start + step] @ D.T
-        ids[start : start + step] = _top_k_rows(S, k)
-        scores[start : start + step] = np.take_along_axis(S, ids[start : start + step], axis=1)
+    buffer = np.empty((rows, min(cols, N)), dtype=D.dtype)  # reused: no new 64 MiB per block
+    for q0 in range(0, n, rows):
+        block_ids, block_scores = [], []
+        for d0 in range(0, N, cols):
+            Qb, Db = Q[q0 : q0 + rows], D[d0 : d0 + cols]
+            S = np.matmul(Qb, Db.T, out=buffer) if buffer.shape == (len(Qb), len(Db)) else Qb @ Db.T
+            top = _top_k_rows(S, k)
+            block_ids.append(top + d0)
+            block_scores.append(np.take_along_axis(S, top, axis=1))
+        I, V = np.hstack(block_ids), np.hstack(block_scores)
+        order = np.lexsort((I, -V), axis=1)[:, :k]
+        ids[q0 : q0 + rows] = np.take_along_axis(I, order, axis=1)
+        scores[q0 : q0 + rows] = np.take_along_axis(V, order, axis=1)
     return ids, scores
 
 
@@ -233,9 +245,7 @@ class BiEncoder:
 
     def search(self, query: str, k: int = 10) -> list[tuple[Any, float]]:
         """The top ``k`` documents as [(doc_id, score), ...]: score descending, then indexing order."""
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__} (use search_batch for a list)")
-        return self.search_batch([query], k)[0]
+        return self.search_batch([check_query(query)], k)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, batch_size: int = 32) -> list[list[tuple[Any, float]]]:
         """:meth:`search` for each of ``queries``, encoded in batches and scored by one matrix product."""
@@ -315,13 +325,28 @@ class EmbeddingCache:
 # --------------------------------------------------------------------- helpers
 def iter_batches(texts: Sequence[str], batch_size: int, progress: bool, desc: str) -> Iterator[list[int]]:
     """Positions of ``texts`` in batches, longest texts first (less padding), with a progress bar."""
-    from tqdm.auto import tqdm
-
     _check_positive_int(batch_size, "batch_size")
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress or len(starts) < 2):
+    for start in progress_bar(starts, show=progress and len(starts) > 1, desc=desc, unit="batch"):
         yield order[start : start + batch_size]
+
+
+def progress_bar(iterable=None, *, show: bool = True, **kwargs):
+    """A tqdm bar, shown unless ``show`` is false or ``TQDM_DISABLE`` is set (as
+    :func:`course_lib.env.quiet` does under nbgrader, where stderr costs the points).
+    The variable is read here, at each call: tqdm itself reads it only when imported."""
+    from tqdm.auto import tqdm
+
+    disabled = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off")
+    return tqdm(iterable, disable=not show or disabled, **kwargs)
+
+
+def check_query(query) -> str:
+    """``query`` if it is a str, else an error saying so."""
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a str, got {type(query).__name__}")
+    return query
 
 
 def check_texts(texts, name: str) -> list[str]:
@@ -352,10 +377,9 @@ def _array(value, name: str, ndim, *, allow_inf: bool = False) -> np.ndarray:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
-    if np.isnan(arr).any():
-        raise ValueError(f"{name} contains NaN")
-    if not allow_inf and np.isinf(arr).any():
-        raise ValueError(f"{name} contains infinity")
+    valid = not np.isnan(arr).any() if allow_inf else np.isfinite(arr).all()  # one pass over the data
+    if not valid:
+        raise ValueError(f"{name} contains {'NaN' if np.isnan(arr).any() else 'infinity'}")
     return arr
 
 
@@ -397,24 +421,34 @@ def _top_k_row(s: np.ndarray, k: int) -> np.ndarray:
 def _top_k_rows(S: np.ndarray, k: int) -> np.ndarray:
     """:func:`top_k` ids of each row of the 2-d ``S``, without input checks.
 
-    For small k the search is two-level: every run of CHUNK scores is summarised by
-    its maximum, and only the k runs with the largest maxima can hold a top-k score,
-    so only k * CHUNK candidates per row are sorted.  A row where an unchosen run's
-    maximum ties the k-th best candidate is redone exactly, to keep the lowest-index rule.
+    For small k the selection is two-level: each run of CHUNK scores is summarised by
+    its maximum, and only the k runs with the largest maxima (plus a short tail) can
+    hold a top-k score, so only their scores are candidates.  ``argpartition`` then
+    picks k candidates per row; a row where a score left out ties the k-th best is
+    redone exactly (:func:`_top_k_row`), to keep the lowest-index rule.
     """
     n, N = S.shape
     k = min(k, N)
-    if k * CHUNK * 4 > N:
-        return np.stack([_top_k_row(row, k) for row in S])
-    M = np.maximum.reduceat(S, np.arange(0, N, CHUNK), axis=1)  # (n, runs) run maxima
-    runs = np.argpartition(-M, k - 1, axis=1)[:, :k]
-    candidates = (runs[:, :, None] * CHUNK + np.arange(CHUNK)).reshape(n, -1)
-    values = np.take_along_axis(S, np.minimum(candidates, N - 1), axis=1)
-    values[candidates >= N] = -np.inf  # the last run may be short
-    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1 : k]
-    order = np.lexsort((candidates, -values), axis=1)[:, :k]
-    ids = np.take_along_axis(candidates, order, axis=1)
-    redo = (M >= kth).sum(axis=1) > (np.take_along_axis(M, runs, axis=1) >= kth).sum(axis=1)
+    R = N // CHUNK  # full runs
+    two_level = R >= 4 * k
+    if two_level:
+        N0 = R * CHUNK
+        M = np.maximum.reduceat(S[:, :N0], np.arange(0, N0, CHUNK), axis=1)  # (n, R) run maxima
+        runs = np.argpartition(M, R - k, axis=1)[:, -k:]
+        chosen = S[:, :N0].reshape(n, R, CHUNK)[np.arange(n)[:, None], runs].reshape(n, k * CHUNK)
+        values = np.hstack((chosen, S[:, N0:]))
+    else:
+        values = S
+    best = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
+    best_values = np.take_along_axis(values, best, axis=1)
+    kth = best_values.min(axis=1, keepdims=True)
+    redo = (values >= kth).sum(axis=1) > k
+    ids = best
+    if two_level:  # candidate position -> column of S
+        run = np.take_along_axis(runs, np.minimum(best // CHUNK, k - 1), axis=1)
+        ids = np.where(best < k * CHUNK, run * CHUNK + best % CHUNK, N0 + best - k * CHUNK)
+        redo |= (M >= kth).sum(axis=1) > (np.take_along_axis(M, runs, axis=1) >= kth).sum(axis=1)
+    ids = np.take_along_axis(ids, np.lexsort((ids, -best_values), axis=1), axis=1)
     for r in np.flatnonzero(redo):
         ids[r] = _top_k_row(S[r], k)
     return ids

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import env, models
-from .dense import _check_positive_int, _ranked_ids, check_texts, iter_batches
+from .dense import _check_positive_int, _ranked_ids, check_query, check_texts, iter_batches, progress_bar
 from .sparse import _check_k
 
 CROSS_ENCODER_HUB = "cross-encoder/ms-marco-MiniLM-L6-v2"
@@ -88,9 +88,7 @@ class CrossEncoder:
         """The relevance logit of each of ``docs`` for ``query`` (one float per document)."""
         import torch
 
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__}")
-        docs = check_texts(docs, "docs")
+        query, docs = check_query(query), check_texts(docs, "docs")
         scores = np.zeros(len(docs), dtype=np.float32)
         for batch in iter_batches(docs, batch_size, progress, "reranking"):
             with torch.inference_mode():
@@ -198,9 +196,7 @@ def train_cross_encoder(pairs: Sequence[tuple[str, str, float]], model_name_or_p
     schedule = get_linear_schedule_with_warmup(optimizer, int(warmup * steps), steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     rng = np.random.default_rng(seed)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=steps, desc="fine-tuning", unit="step", disable=not progress)
+    bar = progress_bar(total=steps, show=progress, desc="fine-tuning", unit="step")
     for _ in range(epochs):
         order = rng.permutation(len(pairs))
         for start in range(0, len(pairs), batch_size):

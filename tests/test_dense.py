@@ -414,6 +414,16 @@ def test_bi_encoder_encodes_unit_vectors_independent_of_batching(tiny_encoder):
     np.testing.assert_allclose(Z, one_by_one, atol=1e-5)  # padding in a batch changes nothing
 
 
+def test_progress_bars_obey_tqdm_disable(tiny_encoder, monkeypatch, capsys):
+    """Under nbgrader, env.quiet() sets TQDM_DISABLE: a bar on stderr would cost the test cell its points."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    tiny_encoder.encode(DOCS, batch_size=1)
+    assert "encoding" in capsys.readouterr().err
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    tiny_encoder.encode(DOCS, batch_size=1)
+    assert capsys.readouterr().err == ""
+
+
 def test_bi_encoder_pooling_is_the_library_function(tiny_path):
     encoder = BiEncoder(tiny_path, pooling="cls", normalize=False, cache=False)
     batch = encoder.tokenizer(DOCS[:2], padding=True, return_tensors="pt")

@@ -123,13 +123,28 @@ def _call_text(name: str, args: tuple, kwargs: dict) -> str:
     return f"{name}({', '.join(parts)})"
 
 
+class _Blocked:
+    """Stands in for the reference while the student's code runs: calling it, or reaching
+    into it (``InvertedIndex.build``), raises :class:`ReferenceCalled`."""
+
+    def __init__(self, public: str):
+        self._public = public
+
+    def _refuse(self):
+        raise ReferenceCalled(f"your function calls {self._public}: write it yourself instead")
+
+    def __call__(self, *args, **kwargs):
+        self._refuse()
+
+    def __getattr__(self, name):
+        self._refuse()
+
+
 @contextlib.contextmanager
 def _reference_blocked(student: Callable, ref: Callable):
     """While the student's code runs, every public route to the reference raises."""
     public = getattr(ref, "__grading_public__", None)
-
-    def blocked(*args, **kwargs):
-        raise ReferenceCalled(f"your function calls {public}: write it yourself instead")
+    blocked = _Blocked(public)
 
     patched: list[tuple[Any, str, Any]] = []
     if public:

@@ -140,3 +140,19 @@ def test_identical_arrays_always_pass_and_shifted_fail(values):
 def test_dicts_compare_by_keys_and_values():
     assert grading._values_equal({"a": 1.0, "b": [1, 2]}, {"b": [1, 2], "a": 1.0 + 1e-12}, 1e-6, 1e-9)
     assert not grading._values_equal({"a": 1.0}, {"a": 1.0, "b": 2}, 1e-6, 1e-9)
+
+
+def test_a_blocked_class_refuses_attribute_access_too():
+    ref = reference("course_lib.sparse.InvertedIndex")
+    import course_lib.sparse
+
+    def via_class_method(docs):
+        return course_lib.sparse.InvertedIndex.build(docs).as_dict()
+
+    def ref_index(docs):
+        return ref.build(docs).as_dict()
+
+    ref_index.__grading_public__ = "course_lib.sparse.InvertedIndex"  # as the chapter test cells mark wrappers
+    with pytest.raises(AssertionError, match="calls course_lib.sparse.InvertedIndex: write it yourself"):
+        check(via_class_method, ref_index, cases=[([["a", "b"]],)])
+    assert course_lib.sparse.InvertedIndex.build([["a"]]).N == 1

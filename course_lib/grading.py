@@ -188,7 +188,7 @@ def _run_student(student: Callable, ref: Callable, args: tuple, kwargs: dict) ->
         except ReferenceCalled as err:
             return False, str(err)
         except Exception as err:  # the student's bug, reported in one line
-            return False, f"{type(err).__name__}: {err}"
+            return False, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 
 def _copy(value: Any) -> Any:

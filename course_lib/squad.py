@@ -460,7 +460,8 @@ def _mixed_precision() -> str:
 
 def _fresh_accelerator_state(mixed_precision: str) -> None:
     """A Trainer or an earlier loop leaves accelerate's process-wide state behind, and a new
-    ``Accelerator`` with another ``mixed_precision`` then raises: reset it in that case."""
+    ``Accelerator`` with another ``mixed_precision`` then raises: reset it in that case
+    (accelerate has no public reset; its own tests call this one)."""
     from accelerate.state import AcceleratorState
 
     state = AcceleratorState._shared_state
@@ -587,8 +588,14 @@ def train_with_accelerate(
     output_dir = Path(output_dir)
     history, first_epoch = [], 0
     if resume_from_checkpoint is not None:
+        loop_state = Path(resume_from_checkpoint) / "loop_state.json"
+        if not loop_state.is_file():
+            raise ValueError(
+                "resume_from_checkpoint must be a checkpoint-epoch-N folder written by train_with_accelerate, "
+                f"got {str(resume_from_checkpoint)!r}"
+            )
         accelerator.load_state(str(resume_from_checkpoint))
-        state = json.loads((Path(resume_from_checkpoint) / "loop_state.json").read_text())
+        state = json.loads(loop_state.read_text())
         first_epoch, history = state["epochs_done"], state["history"]
     progress_bar = tqdm(
         total=num_training_steps,

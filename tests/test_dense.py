@@ -563,6 +563,14 @@ def test_train_cross_encoder_learns_and_saves(tiny_path, tmp_path):
         train_cross_encoder([("q", "d", 0.5)], tiny_path)
 
 
+def test_fine_tuning_from_an_encoder_starts_the_pooler_at_identity(tiny_path):
+    pairs = [("cipher", DOCS[0], 1), ("cipher", DOCS[2], 0)]
+    reranker = train_cross_encoder(pairs, tiny_path, lr=1e-12, progress=False)
+    pooler = reranker.model.bert.pooler.dense
+    np.testing.assert_allclose(pooler.weight.detach().numpy(), np.eye(32), atol=1e-6)
+    np.testing.assert_allclose(pooler.bias.detach().numpy(), 0.0, atol=1e-6)
+
+
 def test_default_cross_encoder_by_profile(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
     assert default_cross_encoder("tiny") == str(models.tiny_bert())

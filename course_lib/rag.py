@@ -220,8 +220,14 @@ class DenseRetriever(Retriever):
         from .dense import BiEncoder
 
         super().__init__(chunks)
-        self.encoder = encoder if encoder is not None else BiEncoder(profile=profile)
-        self.encoder.index(self.texts(with_title), [c["chunk_id"] for c in self.chunks], progress=False)
+        if encoder is None:
+            with _quiet_loading():
+                encoder = BiEncoder(profile=profile)
+        self.encoder = encoder
+        texts, ids = self.texts(with_title), [c["chunk_id"] for c in self.chunks]
+        # encoded shortest first, so a batch pads little (the ranking does not depend on the order)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        self.encoder.index([texts[i] for i in order], [ids[i] for i in order], progress=False)
 
     def search_batch(self, queries, k: int = 10):
         _check_queries(queries)
@@ -284,7 +290,10 @@ class RerankRetriever(Retriever):
         _check_k(depth)
         super().__init__(first_stage.chunks)
         self.first_stage, self.depth = first_stage, depth
-        self.cross_encoder = cross_encoder if cross_encoder is not None else CrossEncoder(profile=profile)
+        if cross_encoder is None:
+            with _quiet_loading():
+                cross_encoder = CrossEncoder(profile=profile)
+        self.cross_encoder = cross_encoder
         self._texts = dict(zip([c["chunk_id"] for c in self.chunks], self.texts(with_title)))
         self.name = f"{first_stage.name} + cross-encoder"
 
@@ -546,21 +555,24 @@ class GenerativeReader:
         return self.read_batch([question], [passages])[0]
 
 
-def squad_model_path():
-    """Where the extractive reader looks for chapter 5's fine-tuned QA model: ``cache_dir()/squad-minilm``."""
+EXTRACTIVE_HUB = "distilbert-base-cased-distilled-squad"
+
+
+def squad_model_paths() -> list:
+    """Where the extractive reader looks for a QA model fine-tuned offline, in order:
+    chapter 5's accelerate-loop and Trainer models (``cache_dir()/05_squad_finetuning/cpu/``
+    ``loop`` and ``trainer``), then ``cache_dir()/squad-minilm``."""
     from . import models
 
-    return models.cache_dir() / "squad-minilm"
-
-
-EXTRACTIVE_HUB = "distilbert-base-cased-distilled-squad"
+    base = models.cache_dir() / "05_squad_finetuning" / "cpu"
+    return [base / "loop", base / "trainer", models.cache_dir() / "squad-minilm"]
 
 
 def extractive_model_source(profile: str | None = None) -> str | None:
     """The span-prediction model for ``profile``: the hub's distilled SQuAD model
-    (``full`` with the hub), chapter 5's fine-tuned model when it has been saved to
-    :func:`squad_model_path`, the tiny BERT (``tiny``, untrained: plumbing only), or
-    None when no trained model is available offline."""
+    (``full`` with the hub), a model chapter 5 fine-tuned (:func:`squad_model_paths`),
+    the tiny BERT (``tiny``, untrained: plumbing only), or None when no trained model
+    is available offline."""
     from . import env, models
 
     profile = profile or env.profile()
@@ -568,8 +580,7 @@ def extractive_model_source(profile: str | None = None) -> str | None:
         return str(models.tiny_bert())
     if profile == "full" and env.hub_available():
         return EXTRACTIVE_HUB
-    path = squad_model_path()
-    return str(path) if (path / "config.json").exists() else None
+    return next((str(p) for p in squad_model_paths() if (p / "config.json").exists()), None)
 
 
 class ExtractiveReader:
@@ -580,24 +591,15 @@ class ExtractiveReader:
     def __init__(self, model_name_or_path: str | None = None, *, profile: str | None = None, model=None, tokenizer=None,
                  min_span_score: float = 0.0):
         if model is None:
-            import warnings
-
             from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-            from transformers.utils import logging as hf_logging
 
             source = model_name_or_path or extractive_model_source(profile)
             if source is None:
-                raise FileNotFoundError(
-                    f"No extractive QA model offline: fine-tune one in chapter 5 and save it to {squad_model_path()}")
-            verbosity = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    tokenizer = AutoTokenizer.from_pretrained(source)
-                    model = AutoModelForQuestionAnswering.from_pretrained(source)
-            finally:
-                hf_logging.set_verbosity(verbosity)
+                raise FileNotFoundError("No extractive QA model offline: run chapter 5, which fine-tunes one "
+                                        f"and saves it to {squad_model_paths()[0]}")
+            with _quiet_loading():
+                tokenizer = AutoTokenizer.from_pretrained(source)
+                model = AutoModelForQuestionAnswering.from_pretrained(source)
         if tokenizer is None:
             raise ValueError("pass the tokenizer with the model")
         self.model, self.tokenizer, self.min_span_score = model.eval(), tokenizer, min_span_score
@@ -708,6 +710,15 @@ def multi_hop(question: str, retriever: Retriever, k: int = 3, *, bridge: str | 
     return {"first": first, "query": query, "second": second, "doc_ids": doc_ids}
 
 
+def bridge_prompt(question: str, passage) -> list[dict]:
+    """Chat messages asking a generator for the bridge of a two-hop question: the name in
+    the first hop's passage that the second hop should look up."""
+    return [{"role": "user", "content": (
+        f"Text: {passage_text(passage, False)}\n\nQuestion: {question}\n\n"
+        "Which person, place or thing named in the text do we need to look up next to answer the question? "
+        "Reply with the name only.")}]
+
+
 # =========================================================================== evaluation
 def contains_answer(text: str, answers: str | Sequence[str]) -> bool:
     """Does ``text`` contain one of ``answers`` as whole words, after SQuAD normalisation
@@ -808,6 +819,13 @@ def answer_mcq(generator, questions: Sequence[Mapping], *, shots: Sequence[Mappi
 
 
 # =========================================================================== checks
+def _quiet_loading():
+    """No progress bars or load reports while a model loads (see course_lib.models)."""
+    from .models import _quiet_loading as quiet
+
+    return quiet()
+
+
 def _check_text(value, name: str) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")

@@ -102,7 +102,8 @@ class Generator:
         texts = [self.render(p) for p in prompts]
         n_new = max_new_tokens or self.max_new_tokens
         _check_positive_int(n_new, "max_new_tokens")
-        todo = sorted({t for t in texts if (t, n_new) not in self._cache}, key=len)
+        # shortest first (little padding), ties by text: the same prompts always form the same batches
+        todo = sorted({t for t in texts if (t, n_new) not in self._cache}, key=lambda t: (len(t), t))
         size = batch_size or self.batch_size
         with self._threads():
             for start in range(0, len(todo), size):
@@ -187,7 +188,8 @@ class Generator:
         if isinstance(prompts, str) or hasattr(prompts, "messages") or _is_messages(prompts):
             prompts = [prompts] * len(continuations)
         if len(prompts) != len(continuations):
-            raise ValueError(f"prompts and continuations must have one length, got {len(prompts)} and {len(continuations)}")
+            raise ValueError("prompts and continuations must have one length, "
+                             f"got {len(prompts)} and {len(continuations)}")
         groups: dict[tuple, list[tuple[int, list[int]]]] = {}
         for i, (prompt, cont) in enumerate(zip(prompts, continuations)):
             if not isinstance(cont, str) or not cont:
@@ -243,9 +245,10 @@ class Generator:
             mask = torch.ones((len(members), len(context) + longest - 1), dtype=torch.long)
             for r, (_, t) in enumerate(members):
                 mask[r, len(context) + len(t) - 1:] = 0  # right padding: never attended by the real tokens
-            positions = torch.arange(len(context), len(context) + longest - 1, device=self.device)[None].expand(len(members), -1)
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=positions,
-                                use_cache=True, **self._cache_argument(cache)).logits
+            positions = torch.arange(len(context), len(context) + longest - 1, device=self.device)
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=positions[None].expand(len(members), -1), use_cache=True,
+                                **self._cache_argument(cache)).logits
             logp = torch.log_softmax(logits.float(), dim=-1)
             for r, (_, t) in enumerate(members):
                 rest = torch.tensor(t[1:], device=logp.device)

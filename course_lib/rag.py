@@ -126,7 +126,8 @@ def _documents(docs):
     if isinstance(docs, Mapping):
         for doc_id, value in docs.items():
             if isinstance(value, Mapping):
-                yield doc_id, str(value.get("title", "") or ""), _checked(value.get("text"), f"docs[{doc_id!r}]['text']")
+                text = _checked(value.get("text"), f"docs[{doc_id!r}]['text']")
+                yield doc_id, str(value.get("title", "") or ""), text
             else:
                 yield doc_id, "", _checked(value, f"docs[{doc_id!r}]")
         return
@@ -136,7 +137,8 @@ def _documents(docs):
         for doc_id, title, text in zip(docs["_id"], titles, docs["text"]):
             yield doc_id, title or "", _checked(text, f"docs[{doc_id!r}]")
         return
-    raise TypeError(f"docs must be a mapping {{doc_id: text}} or a BEIR corpus with _id and text, got {type(docs).__name__}")
+    raise TypeError("docs must be a mapping {doc_id: text} or a BEIR corpus with _id and text, "
+                    f"got {type(docs).__name__}")
 
 
 def _checked(text, name):
@@ -405,7 +407,8 @@ class Prompt:
 
 def make_prompt(question: str, passages: Sequence | None = None, *, shots: Sequence[Mapping] = (),
                 instruction: str | None = None, style: str = SHORT_ANSWER, with_title: bool = True,
-                tokenizer=None, budget: int | None = None, count_tokens: Callable[[list[dict]], int] | None = None) -> Prompt:
+                tokenizer=None, budget: int | None = None,
+                count_tokens: Callable[[list[dict]], int] | None = None) -> Prompt:
     """The full prompt for one question, in chat messages (chapter 4).
 
     ``passages=None`` is closed-book; a list (chunks or strings, best first) is
@@ -422,7 +425,8 @@ def make_prompt(question: str, passages: Sequence | None = None, *, shots: Seque
     """
     open_book = passages is not None
     if open_book and (isinstance(passages, str) or not isinstance(passages, Sequence)):
-        raise TypeError(f"passages must be a list of chunks or str (or None: closed-book), got {type(passages).__name__}")
+        raise TypeError("passages must be a list of chunks or str (or None: closed-book), "
+                        f"got {type(passages).__name__}")
     passages = list(passages or [])
     base = instruction or (OPEN_BOOK if open_book else CLOSED_BOOK)
     full_instruction = f"{base} {style}".strip() if style else base
@@ -525,8 +529,8 @@ class GenerativeReader:
     the passages containing the answer) and their document ids.
     """
 
-    def __init__(self, generator, *, style: str = SHORT_ANSWER, shots: Sequence[Mapping] = (), budget: int | None = None,
-                 with_title: bool = True, max_new_tokens: int | None = None):
+    def __init__(self, generator, *, style: str = SHORT_ANSWER, shots: Sequence[Mapping] = (),
+                 budget: int | None = None, with_title: bool = True, max_new_tokens: int | None = None):
         self.generator, self.style, self.shots, self.budget = generator, style, list(shots), budget
         self.with_title, self.max_new_tokens = with_title, max_new_tokens
 
@@ -546,8 +550,9 @@ class GenerativeReader:
         for prompt, raw in zip(prompts, raws):
             answer = clean_answer(strip_citations(raw))
             marked = [int(n) for m in CITATION.finditer(raw) for n in m.group(1).split(",")]
-            cited = [n for n in distinct(marked) if 1 <= n <= len(prompt.passages)] or supporting(answer, prompt.passages)
-            doc_ids = distinct([prompt.passages[n - 1]["doc_id"] for n in cited if not isinstance(prompt.passages[n - 1], str)])
+            kept = prompt.passages
+            cited = [n for n in distinct(marked) if 1 <= n <= len(kept)] or supporting(answer, kept)
+            doc_ids = distinct([kept[n - 1]["doc_id"] for n in cited if not isinstance(kept[n - 1], str)])
             results.append({"answer": answer, "raw": raw, "cited": cited, "doc_ids": doc_ids, "prompt": prompt})
         return results
 
@@ -610,7 +615,9 @@ class ExtractiveReader:
         _check_queries(questions, "questions")
         pairs = [(i, j, q, passage_text(p, False))
                  for i, (q, ps) in enumerate(zip(questions, passage_lists)) for j, p in enumerate(ps or [])]
-        spans = answer_batch([q for _, _, q, _ in pairs], [t for *_, t in pairs], self.model, self.tokenizer) if pairs else []
+        spans = []
+        if pairs:
+            spans = answer_batch([q for _, _, q, _ in pairs], [t for *_, t in pairs], self.model, self.tokenizer)
         best: dict[int, tuple[float, int, dict]] = {}
         for (i, j, _, _), span in zip(pairs, spans):
             if span["answer"] and (i not in best or span["score"] > best[i][0]):

@@ -85,16 +85,22 @@ class CrossEncoder:
                               return_tensors="pt").to(self.device)
 
     def score(self, query: str, docs: Sequence[str], batch_size: int = 32, *, progress: bool = False) -> np.ndarray:
-        """The relevance logit of each of ``docs`` for ``query`` (one float per document)."""
+        """The relevance logit of each of ``docs`` for ``query`` (one float per document).
+
+        Identical documents are scored once, so they tie exactly (batches with
+        other padding could otherwise differ in the last float bits).
+        """
         import torch
 
         query, docs = check_query(query), check_texts(docs, "docs")
-        scores = np.zeros(len(docs), dtype=np.float32)
-        for batch in iter_batches(docs, batch_size, progress, "reranking"):
+        distinct = list(dict.fromkeys(docs))
+        scores = np.zeros(len(distinct), dtype=np.float32)
+        for batch in iter_batches(distinct, batch_size, progress, "reranking"):
             with torch.inference_mode():
-                logits = self.model(**self._batch([query] * len(batch), [docs[i] for i in batch])).logits
+                logits = self.model(**self._batch([query] * len(batch), [distinct[i] for i in batch])).logits
             scores[batch] = logits[:, 0].float().cpu().numpy()
-        return scores
+        position = {doc: i for i, doc in enumerate(distinct)}
+        return scores[[position[doc] for doc in docs]]
 
     def rerank(self, query: str, candidates, corpus: Mapping, k: int | None = None,
                batch_size: int = 32) -> list[tuple[Any, float]]:

@@ -30,6 +30,9 @@ BUILD = ROOT / "build"
 DEFAULT_CELL_TIMEOUT = 120
 # Longest single cell a chapter may need under nbgrader (seconds), set on Execute.timeout.
 CELL_TIMEOUTS = {"01_tfidf": 60, "02_bm25": 60, "03_dense_retrieval": 300, "04_rag": 600, "05_squad_finetuning": 900}
+# Chapters that read what another chapter leaves in the cache: chapter 4's extractive
+# reader uses the span-prediction model chapter 5 fine-tunes.
+NEEDS = {"04_rag": ("05_squad_finetuning",)}
 REPORT_TAG = "report"  # cells whose outputs the report shows as the chapter's key results
 
 
@@ -42,6 +45,26 @@ def chapters(course_root: Path = COURSE_ROOT) -> list[str]:
     if not source.is_dir():
         return []
     return sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").is_file())
+
+
+def execution_order(found: list[str]) -> list[str]:
+    """``found`` in course order, except that a chapter runs after the chapters it
+    :data:`NEEDS` (when they are among ``found``)."""
+    order: list[str] = []
+
+    def visit(chapter: str, path: tuple[str, ...]) -> None:
+        if chapter in path:
+            raise ValueError(f"NEEDS has a cycle: {' -> '.join(path + (chapter,))}")
+        if chapter in order:
+            return
+        for needed in NEEDS.get(chapter, ()):
+            if needed in found:
+                visit(needed, path + (chapter,))
+        order.append(chapter)
+
+    for chapter in found:
+        visit(chapter, ())
+    return order
 
 
 def badge_cell_source(chapter: str) -> str:
@@ -346,7 +369,7 @@ def run(profile: str = "cpu") -> int:
         print("no chapter in notebooks/source yet: nothing to execute, release or grade")
         return 0
     runs = {}
-    for i, chapter in enumerate(found, start=1):
+    for i, chapter in enumerate(execution_order(found), start=1):
         print(f"[{i}/{len(found)}] executing {chapter} (COURSE_PROFILE={profile}) ...", flush=True)
         runs[chapter] = execute_chapter(chapter, profile)
         print(f"      {runs[chapter]['seconds']:.1f} s, peak {runs[chapter]['peak_mb']:.0f} MB", flush=True)
@@ -355,7 +378,7 @@ def run(profile: str = "cpu") -> int:
     print("autograding the solutions and the blank release ...", flush=True)
     grades = autograde_check()
     print(grade_table(grades))
-    report = write_report(runs, grades)
+    report = write_report({c: runs[c] for c in found}, grades)
     print(f"report: {report} and {report.with_suffix('.html')}")
     bad = [c for c in found if grades.get(("solutions", c), {}).get("score") != grades.get(("solutions", c), {}).get("max_score")
            or grades.get(("blank", c), {}).get("score", 1) != 0]

@@ -290,3 +290,12 @@ def test_report_shows_runtime_points_and_tagged_outputs(tmp_path, monkeypatch):
     assert (tmp_path / "figures" / "02_bm25-0-1.png").read_bytes().startswith(b"\x89PNG")
     html = (tmp_path / "report.html").read_text()
     assert "<table>" in html and 'src="figures/02_bm25-0-1.png"' in html
+
+
+def test_execution_order_runs_a_needed_chapter_first(monkeypatch):
+    found = ["01_tfidf", "02_bm25", "04_rag", "05_squad_finetuning"]
+    assert course.execution_order(found) == ["01_tfidf", "02_bm25", "05_squad_finetuning", "04_rag"]
+    assert course.execution_order(["01_tfidf", "04_rag"]) == ["01_tfidf", "04_rag"]   # absent needs are skipped
+    monkeypatch.setattr(course, "NEEDS", {"a": ("b",), "b": ("a",)})
+    with pytest.raises(ValueError, match="NEEDS has a cycle: a -> b -> a"):
+        course.execution_order(["a", "b"])

@@ -95,6 +95,7 @@ def offline(monkeypatch):
         (data.load_ms_marco, {"limit": 5}, lambda: 5),
         (data.load_natural_questions, {"limit": 7}, lambda: 7),
         (data.load_tydiqa, {"limit": 3}, lambda: 3),
+        (data.load_dureader, {"split": "train", "limit": 4}, lambda: 4),
         (data.load_mmlu, {}, lambda: len(data.load_mcq())),
     ],
 )
@@ -113,6 +114,8 @@ def test_beir_fallback_and_bad_limits(offline, capsys):
     for bad in (0, -3, 2.5):
         with pytest.raises(ValueError, match="limit must be a positive int"):
             data.load_squad(limit=bad)
+    with pytest.raises(ValueError, match="split must be 'train' or 'validation'"):
+        data.load_dureader("dev")
 
 
 def test_load_squad_json_flattens_the_official_dev_set(squad_dev_path):

@@ -11,6 +11,7 @@ switches the libraries offline first).
 | ``load_ms_marco`` | ``microsoft/ms_marco`` (v2.1) | 808,731 queries with 10 passages each, 1.1 GB |
 | ``load_natural_questions`` | ``google-research-datasets/natural_questions`` | 307,373 questions, 45 GB: streamed |
 | ``load_tydiqa`` | ``google-research-datasets/tydiqa`` (secondary_task) | 49,881 questions in 9 languages |
+| ``load_dureader`` | ``PaddlePaddle/dureader_robust`` (its parquet conversion) | 14,520 train / 1,417 dev questions, Chinese |
 | ``load_mmlu`` | ``cais/mmlu`` | 14,042 test questions in 57 subjects |
 | ``load_beir`` | ``BeIR/<name>`` + ``BeIR/<name>-qrels`` | scifact: 5,183 abstracts, 300 test queries |
 """
@@ -78,6 +79,24 @@ def load_tydiqa(split: str = "validation", limit: int | None = 1000):
     if env.hub_available():
         return _load("google-research-datasets/tydiqa", "secondary_task", split=split, limit=limit)
     _fallback("TyDi QA", f"QA {split} split")
+    return _limited(bundled.load_squad_like()[split], limit)
+
+
+DUREADER_PARQUET = "hf://datasets/PaddlePaddle/dureader_robust@refs%2Fconvert%2Fparquet/plain_text/{split}/*.parquet"
+
+
+def load_dureader(split: str = "validation", limit: int | None = 1000):
+    """DuReader-robust (Baidu search queries in Chinese, answers as spans, SQuAD layout);
+    offline: the bundled QA split.
+
+    The hub repository holds a loading script, which ``datasets`` 4 no longer runs,
+    so the files come from the hub's own parquet conversion of it.
+    """
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    if env.hub_available():
+        return _load("parquet", data_files={split: DUREADER_PARQUET.format(split=split)}, split=split, limit=limit)
+    _fallback("DuReader", f"QA {split} split")
     return _limited(bundled.load_squad_like()[split], limit)
 
 

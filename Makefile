@@ -4,8 +4,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
-export OMP_NUM_THREADS ?= 1
-export MKL_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: course test lab release grade bench clean-venv
@@ -25,6 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 course: $(STAMP)
 	$(PY) -m course_lib.course run
 
+# one torch thread in tests (many small models at once); the chapters use every core
+test: export OMP_NUM_THREADS ?= 1
+test: export MKL_NUM_THREADS ?= 1
 test: $(STAMP)
 	$(PY) -m pytest
 

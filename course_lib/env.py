@@ -55,6 +55,25 @@ def platform() -> str:
     return "local"
 
 
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def memory_limit() -> int:
+    """Bytes of memory this process may use: the least of the machine's RAM, the
+    container's cgroup limit (v2 or v1) and Binder's ``MEM_LIMIT``."""
+    limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
+    for path in CGROUP_LIMITS:
+        try:
+            value = open(path).read().strip()
+        except OSError:
+            continue
+        if value.isdigit():          # "max" (v2) means no limit
+            limits.append(int(value))
+    if os.environ.get("MEM_LIMIT", "").isdigit():
+        limits.append(int(os.environ["MEM_LIMIT"]))
+    return min(limits)
+
+
 def in_grading() -> bool:
     """True while nbgrader validates or autogrades this kernel (``NBGRADER_EXECUTION`` is set)."""
     return bool(os.environ.get("NBGRADER_EXECUTION"))

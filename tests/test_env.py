@@ -204,3 +204,18 @@ def test_project_urls_come_from_one_place():
     assert project.kaggle_url(path) == f"https://kaggle.com/kernels/welcome?src={project.REPO_URL}/blob/main/{path}"
     assert project.binder_url().startswith("https://mybinder.org/v2/gh/")
     assert project.PIP_SPEC == f"git+{project.REPO_URL}@{project.BRANCH}"
+
+
+def test_memory_limit_is_the_least_of_ram_cgroup_and_binder(monkeypatch, tmp_path):
+    ram = __import__("os").sysconf("SC_PAGE_SIZE") * __import__("os").sysconf("SC_PHYS_PAGES")
+    unlimited = tmp_path / "memory.max"
+    unlimited.write_text("max\n")
+    monkeypatch.setattr(env, "CGROUP_LIMITS", (str(unlimited), str(tmp_path / "missing")))
+    monkeypatch.delenv("MEM_LIMIT", raising=False)
+    assert env.memory_limit() == ram
+    capped = tmp_path / "limit_in_bytes"
+    capped.write_text(f"{3 * 2**30}\n")
+    monkeypatch.setattr(env, "CGROUP_LIMITS", (str(unlimited), str(capped)))
+    assert env.memory_limit() == min(ram, 3 * 2**30)
+    monkeypatch.setenv("MEM_LIMIT", str(2 * 2**30))   # what mybinder.org sets
+    assert env.memory_limit() == min(ram, 2 * 2**30)

@@ -557,3 +557,24 @@ def test_accelerate_loop_after_a_trainer_with_another_precision(tokenizer, train
         tiny_model(), tokenizer, features, tmp_path / "loop", num_train_epochs=1, batch_size=8, mixed_precision="bf16"
     )
     assert np.isfinite(history[0]["loss"])
+
+
+def test_activation_checkpointing_gives_the_same_training_in_both_paths(tokenizer, train_set, tmp_path):
+    """Recomputing activations in the backward pass (less memory, chapter 5 on a 2 GB Binder) changes no weight."""
+    _, features = train_set
+    run = dict(num_train_epochs=1, learning_rate=3e-3, batch_size=4, mixed_precision="no")
+    plain, _ = squad.train_with_accelerate(tiny_model(), tokenizer, features, tmp_path / "plain", **run)
+    checkpointed, _ = squad.train_with_accelerate(
+        tiny_model(), tokenizer, features, tmp_path / "checkpointed", activation_checkpointing=True, **run
+    )
+    assert checkpointed.is_activation_checkpointing and not plain.is_activation_checkpointing
+    np.testing.assert_allclose(parameters(checkpointed), parameters(plain), rtol=1e-5, atol=1e-6)
+
+    trainer_run = dict(max_steps=3, learning_rate=3e-3, batch_size=4, **QUIET)
+    by_trainer = squad.train_with_trainer(tiny_model(), tokenizer, features, tmp_path / "t1", **trainer_run)
+    by_trainer_checkpointed = squad.train_with_trainer(
+        tiny_model(), tokenizer, features, tmp_path / "t2", activation_checkpointing=True, **trainer_run
+    )
+    assert by_trainer_checkpointed.model.is_activation_checkpointing
+    np.testing.assert_allclose(parameters(by_trainer_checkpointed.model), parameters(by_trainer.model),
+                               rtol=1e-5, atol=1e-6)

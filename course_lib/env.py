@@ -64,7 +64,8 @@ def memory_limit() -> int:
     limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
     for path in CGROUP_LIMITS:
         try:
-            value = open(path).read().strip()
+            with open(path) as limit_file:
+                value = limit_file.read().strip()
         except OSError:
             continue
         if value.isdigit():          # "max" (v2) means no limit

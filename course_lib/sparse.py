@@ -11,11 +11,14 @@ posting arrays.
 How retrieval runs (the design of bm25s): the :class:`InvertedIndex` keeps every
 posting of the collection in flat numpy arrays, term after term (a compressed
 sparse column matrix, documents x terms).  A retriever computes each posting's
-contribution to a score once, at index time.  A query then slices the postings of
-its terms and adds them up per document with one ``np.bincount`` for a block of
-queries; for the top k, ``np.partition`` of every 8th score bounds the k-th best
-from below and only the few documents above that bound are sorted.  No Python loop
-runs over documents on the query path.
+contribution to a score once, at index time.  A query with few postings is scored
+with other queries in a block: one ``np.bincount`` adds up the postings of their
+terms per document, and for the top k, ``np.partition`` of every 8th score bounds
+the k-th best from below so that only the few documents above it are sorted.  A
+query with many postings (common words in a large collection) runs MaxScore
+(Turtle & Flood, 1995), which stops reading postings once the terms left cannot
+change the top k (see ``_SparseRetriever``).  Both routes give the same documents
+and the same scores, bit for bit.  No Python loop runs over documents.
 
 Conventions shared by every retriever:
 

@@ -437,14 +437,10 @@ class _SparseRetriever:
             docs, doc_ids, tokenizer=self.tokenizer, ngram=self.ngram, buckets=self.buckets, positions=False
         )
         ix = self.inverted_index
-        contribution = self._weigh_postings(ix)
+        self._contribution = self._weigh_postings(ix)
         # each term's largest contribution; terms whose postings all add 0 (idf 0) are skipped
-        self._bound = np.maximum.reduceat(contribution, ix.indptr[:-1]) if len(ix) else np.zeros(0)
+        self._bound = np.maximum.reduceat(self._contribution, ix.indptr[:-1]) if len(ix) else np.zeros(0)
         self._scoring = self._bound > 0
-        # a scoring term adds > 0 to every document it occurs in (the query path relies on it):
-        # a contribution that underflowed to 0 becomes the smallest positive float
-        underflow = (contribution <= 0) & np.repeat(self._scoring, ix.df)
-        self._contribution = np.where(underflow, np.nextafter(0.0, 1.0), contribution)
         self._dense = None
         return self
 
@@ -484,10 +480,11 @@ class _SparseRetriever:
         return np.fromiter(counts, dtype=np.int64, count=n), np.fromiter(counts.values(), dtype=np.float64, count=n)
 
     def _weighted_terms(self, query, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """The query's scoring terms (term ids, first-occurrence order) and their weights."""
+        """The query's scoring terms (term ids, first-occurrence order) and their weights;
+        a term that adds 0 to every score (idf 0, or query weight 0) is left out."""
         ids, counts = self._analyse(query, name)
         weights = self._query_weights(ids, counts)
-        scoring = self._scoring[ids]
+        scoring = self._scoring[ids] & (weights > 0)
         return ids[scoring], weights[scoring]
 
     def _score_block(self, queries: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -541,10 +538,10 @@ class _SparseRetriever:
         parts, reached, theta, added, r, n = [doc_index[:0]], 0, 0.0, 0.0, 0.0, 0
         for i, r in zip(order, rest):
             n += 1
-            docs = doc_index[los[i]:his[i]]
+            docs, values = doc_index[los[i]:his[i]], contribution[los[i]:his[i]] * ws[i]
             before = partial[docs]
-            parts.append(docs[before == 0])  # contributions are > 0: 0 marks a document not reached yet
-            partial[docs] = before + contribution[los[i]:his[i]] * ws[i]
+            parts.append(docs[(before == 0) & (values > 0)])  # reached now; a partial score of 0 counts as unreached
+            partial[docs] = before + values
             reached, added = reached + parts[-1].size, added + bounds[i]
             if r and reached >= k and r * slack < added:  # theta <= added: worth computing
                 parts = [np.concatenate(parts)]

@@ -501,16 +501,25 @@ def test_maxscore_prunes_and_still_finds_the_top(maxscore):
     assert r._dense is not None and r._dense.shape == (1, len(docs))  # "common" is read from its dense column
 
 
-def test_a_contribution_that_underflows_still_counts(maxscore):
-    class Tiny(BM25):
+def test_a_contribution_of_zero_is_no_match_on_both_routes(maxscore):
+    class Underflow(BM25):
         def _weigh_postings(self, ix):
             w = super()._weigh_postings(ix)
             w[ix.indptr[ix.term_id("a")]] = 0.0  # the first posting of "a" underflowed
             return w
 
-    r = Tiny().index([["a"], ["a", "a"], ["b"]])
-    assert r.scores(["a"])[0] == np.nextafter(0.0, 1.0)  # stored as the smallest positive float
-    assert [d for d, _ in r.search(["a", "a"], 3)] == [1, 0, 2]  # no document twice
+    r = Underflow().index([["a"], ["a", "a"], ["b"], ["a", "b"]], ["w", "x", "y", "z"])
+    assert r.scores(["a"])[0] == 0.0
+    hits = r.search(["a", "a"], 4)
+    assert [d for d, _ in hits] == ["x", "z", "w", "y"]  # w scores 0: among the zeros, by doc id
+    assert hits == block_route(r).search(["a", "a"], 4)
+
+
+def test_a_query_of_zero_weights_scores_zero_on_both_routes(maxscore):
+    # lnc.ltc: every document holds both terms, so idf = 0 and the query vector is all zeros
+    r = TfidfRetriever(doc_idf=False).index([["apple", "banana"]] * 2, ["d1", "d0"])
+    assert r.search(["apple", "banana"], 2) == [("d0", 0.0), ("d1", 0.0)]
+    assert r.search(["apple", "banana"], 2) == block_route(r).search(["apple", "banana"], 2)
 
 
 def test_search_routes_a_batch_by_postings(monkeypatch):

@@ -508,11 +508,16 @@ def test_a_contribution_of_zero_is_no_match_on_both_routes(maxscore):
             w[ix.indptr[ix.term_id("a")]] = 0.0  # the first posting of "a" underflowed
             return w
 
-    r = Underflow().index([["a"], ["a", "a"], ["b"], ["a", "b"]], ["w", "x", "y", "z"])
+    r = Underflow().index([["a", "c"], ["a", "a"], ["b"], ["a", "b"]], ["w", "x", "y", "z"])
     assert r.scores(["a"])[0] == 0.0
     hits = r.search(["a", "a"], 4)
     assert [d for d, _ in hits] == ["x", "z", "w", "y"]  # w scores 0: among the zeros, by doc id
     assert hits == block_route(r).search(["a", "a"], 4)
+    # the rare "a" reaches document 0 first, with 0, then "c": document 0 is listed once
+    rare = Underflow().index([["a", "c"], ["a", "a"]] + [["c"]] * 8)
+    hits = rare.search(["a", "c"], 11)
+    assert sorted(d for d, _ in hits) == list(range(10))
+    assert hits == block_route(rare).search(["a", "c"], 11)
 
 
 def test_a_query_of_zero_weights_scores_zero_on_both_routes(maxscore):

@@ -10,6 +10,7 @@ Routes (``{type}`` is ``models`` or ``datasets``; a model id has no ``models/`` 
 | ``GET /api/{type}/{id}/tree/{rev}[/{path}]`` | ``HfApi.list_repo_tree``, ``HfFileSystem.ls/glob`` | files (``oid``, ``size``) and directories, one page |
 | ``POST /api/{type}/{id}/paths-info/{rev}`` | ``HfApi.get_paths_info``, ``HfFileSystem.info`` | the same entries for the posted ``paths`` |
 | ``GET /api/{type}/{id}/refs`` | ``HfApi.list_repo_refs`` | branches and ``converts`` (``refs/convert/parquet``) |
+| ``GET /api/agent-harnesses`` | ``utils._detect_agent`` (any request's user agent) | the empty registry |
 
 Errors use the headers ``utils._http.hf_raise_for_status`` reads: a missing file is 404
 ``X-Error-Code: EntryNotFound``, a missing repository 401 ``RepoNotFound`` (the Hub answers 401, not
@@ -148,6 +149,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._json(200, {"mode": hub.fault, "seconds": hub.seconds})
         if hub.fault == "slow":
             time.sleep(hub.seconds)
+        if url.path == "/api/agent-harnesses":
+            return self._json(200, {"standardEnvVars": [], "harnesses": {}})
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
         if parts[:1] == ["api"] and len(parts) >= 3 and parts[1] in ("models", "datasets"):
             return self._api(method, parts[1][:-1], parts[2:], parse_qs(url.query), body)

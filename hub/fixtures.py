@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .emulator import Repo
 
-VERSION = "1"
+VERSION = "2"
 CONVERT = "refs/convert/parquet"
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
@@ -133,14 +133,14 @@ def _dureader_rows(offset: int) -> list[dict]:
 
 
 def dataset_repos() -> list[Repo]:
-    """The stand-in datasets: squad, microsoft/ms_marco, google-research-datasets/natural_questions,
+    """The stand-in datasets: rajpurkar/squad, microsoft/ms_marco, google-research-datasets/natural_questions,
     google-research-datasets/tydiqa, cais/mmlu, BeIR/scifact, BeIR/scifact-qrels, PaddlePaddle/dureader_robust."""
     from course_lib.data import bundled
 
     f = _features()
     squad = {"train": _squad_rows("train", 48), "validation": _squad_rows("validation", 24)}
     repos = [
-        _dataset_repo("squad", {"plain_text": squad}, {"plain_text": f["squad"]}),
+        _dataset_repo("rajpurkar/squad", {"plain_text": squad}, {"plain_text": f["squad"]}),
         _dataset_repo("google-research-datasets/tydiqa",
                       {"secondary_task": {"train": squad["train"][:16], "validation": squad["validation"][:8]}},
                       {"secondary_task": f["squad"]}),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -87,8 +88,7 @@ class HubEmulator:
         class Handler(_Handler):
             hub = emulator
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", port), Handler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -114,6 +114,15 @@ class HubEmulator:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that gave up (timeout, retry) closes its end: not an error of the emulator."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

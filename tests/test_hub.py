@@ -217,3 +217,13 @@ def test_an_unreachable_hub_falls_back_at_once(tmp_path):
         port = closed.getsockname()[1]
     out = _client(FAULT_CLIENT, f"http://127.0.0.1:{port}", tmp_path)
     assert out.count("The dataset hub is unreachable, so ") == 3 and out.count(" 2 True") == 3, out
+
+
+def test_a_slow_hub_still_serves(hub, tmp_path):
+    """Seconds per answer (under the clients' 10 s timeouts) make a load slow, not a fallback."""
+    hub.set_fault("slow", 0.5)
+    out = _client("""
+        from course_lib import data
+        print(data.load_squad(limit=2)["id"] == data.load_squad_like()["validation"]["id"][:2])
+    """, hub.url, tmp_path)
+    assert out == "True\n"

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hub", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
     port = parser.parse_args(argv).port
-    hub = HubEmulator(fixtures.repos(), port=port)
+    hub = HubEmulator(fixtures.repos(), port=port, aliases=fixtures.ALIASES)
     print(f"HF_ENDPOINT={hub.url}", flush=True)
     try:
         hub.server.serve_forever()

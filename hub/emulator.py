@@ -12,6 +12,10 @@ Routes (``{type}`` is ``models`` or ``datasets``; a model id has no ``models/`` 
 | ``GET /api/{type}/{id}/refs`` | ``HfApi.list_repo_refs`` | branches and ``converts`` (``refs/convert/parquet``) |
 | ``GET /api/agent-harnesses`` | ``utils._detect_agent`` (any request's user agent) | the empty registry |
 
+A renamed repository (``aliases``: ``bert-base-cased`` is ``google-bert/bert-base-cased`` now)
+answers 307 to the same request under its new id, as the Hub does. Files are served directly, without
+the Hub's Xet headers or CDN redirect, so the clients download them over plain HTTP.
+
 Errors use the headers ``utils._http.hf_raise_for_status`` reads: a missing file is 404
 ``X-Error-Code: EntryNotFound``, a missing repository 401 ``RepoNotFound`` (the Hub answers 401, not
 404, for a repository it will not show), a gated one 401 ``GatedRepo``, a missing revision 404
@@ -77,8 +81,9 @@ class HubEmulator:
     (``with HubEmulator(repos) as hub: os.environ["HF_ENDPOINT"] = hub.url``) or call
     :meth:`start` / :meth:`stop`."""
 
-    def __init__(self, repos: list[Repo], port: int = 0):
+    def __init__(self, repos: list[Repo], port: int = 0, aliases: dict[tuple[str, str], str] | None = None):
         self.repos = {(repo.repo_type, repo.repo_id): repo for repo in repos}
+        self.aliases = dict(aliases or {})
         self.fault: str | None = None
         self.seconds = 0.0
         self.unknown: list[str] = []
@@ -188,7 +193,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._json(status, {"error": message}, extra)
 
     def _repo(self, repo_type: str, repo_id: str, revision: str):
-        """``(repo, revision name, files)``, or None after answering the error a client reads."""
+        """``(repo, revision name, files)``, or None after answering the error a client reads
+        (or the redirect of a renamed repository)."""
+        if (repo_type, repo_id) in self.hub.aliases and self.hub.fault != "missing":
+            path, _, query = self.path.partition("?")
+            moved = (path + "/").replace(f"/{repo_id}/", f"/{self.hub.aliases[repo_type, repo_id]}/", 1)[:-1]
+            self.send_response(307)
+            self.send_header("Location", moved + (f"?{query}" if query else ""))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         repo = self.hub.repos.get((repo_type, repo_id))
         if self.hub.fault == "gated" and repo is not None:
             self._error(401, "GatedRepo", "Access to this repository is restricted: log in and accept its conditions.")

@@ -2,7 +2,9 @@
 
 Models are tiny (2 layers, 32 wide, random weights) but of the real architecture, with the real
 tokenizer type and special tokens. Datasets have the real configs, splits, features and column names;
-each schema's source is cited beside it. Every row is written for this course: the bundled
+each schema's source is cited beside it (written from the cards' YAML, not fetched: no machine here
+reaches the hub). Every data file is parquet, as on the hub for most of these sets (BEIR ships
+``.jsonl.gz`` and ``.tsv``; the loaders do not depend on the format). Every row is written for this course: the bundled
 collection (``course_lib.data.bundled``) or the literal rows below, never text from the real sets.
 
 :func:`repos` builds everything once into ``course_lib.models.cache_dir()/hub-fixtures/<VERSION>``
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from .emulator import Repo
 
-VERSION = "2"
+VERSION = "3"
 CONVERT = "refs/convert/parquet"
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
@@ -306,10 +308,10 @@ def _build_model(repo_id: str, tmp: Path) -> None:
     import transformers as tf
 
     torch.manual_seed(0)
-    if repo_id == "bert-base-cased":
+    if repo_id == "google-bert/bert-base-cased":
         tokenizer = _cased_wordpiece(tmp)
         model = tf.BertForMaskedLM(tf.BertConfig(vocab_size=len(tokenizer), **TINY))
-    elif repo_id == "distilbert-base-cased-distilled-squad":
+    elif repo_id == "distilbert/distilbert-base-cased-distilled-squad":
         bert = _cased_wordpiece(tmp)
         tokenizer = tf.DistilBertTokenizer(vocab=str(tmp / "vocab.txt"), do_lower_case=False, model_max_length=512)
         del bert
@@ -385,8 +387,12 @@ def _sentence_transformers_layout(tmp: Path) -> None:
         (tmp / name).write_text(json.dumps(payload, indent=2))
 
 
-MODEL_IDS = ("bert-base-cased", "distilbert-base-cased-distilled-squad", "Qwen/Qwen2.5-0.5B-Instruct",
-             "cross-encoder/ms-marco-MiniLM-L6-v2", "colbert-ir/colbertv2.0",
+# the course's ids of renamed repositories -> their ids on the hub now (the hub redirects the old ones)
+ALIASES = {("model", "bert-base-cased"): "google-bert/bert-base-cased",
+           ("model", "distilbert-base-cased-distilled-squad"): "distilbert/distilbert-base-cased-distilled-squad",
+           ("dataset", "squad"): "rajpurkar/squad"}
+MODEL_IDS = ("google-bert/bert-base-cased", "distilbert/distilbert-base-cased-distilled-squad",
+             "Qwen/Qwen2.5-0.5B-Instruct", "cross-encoder/ms-marco-MiniLM-L6-v2", "colbert-ir/colbertv2.0",
              "sentence-transformers/all-MiniLM-L6-v2", "HuggingFaceTB/SmolLM2-135M-Instruct")
 
 

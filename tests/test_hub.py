@@ -27,7 +27,7 @@ SMALL = Repo("course/tiny", "model", {"main": {"config.json": b'{"a": 1}', "sub/
 
 @pytest.fixture(scope="module")
 def small_hub():
-    with HubEmulator([SMALL]) as hub:
+    with HubEmulator([SMALL], aliases={("model", "tiny"): "course/tiny"}) as hub:
         yield hub
 
 
@@ -38,7 +38,7 @@ def stand_ins():
 
 @pytest.fixture
 def hub(stand_ins):
-    with HubEmulator(stand_ins) as emulator:
+    with HubEmulator(stand_ins, aliases=fixtures.ALIASES) as emulator:
         yield emulator
 
 
@@ -74,6 +74,17 @@ def test_errors_carry_the_codes_hf_raise_for_status_reads(small_hub):
     assert _request(f"{small_hub.url}/course/tiny/blob/main/config.json")[0] == 404
     assert small_hub.unknown == ["GET /course/tiny/blob/main/config.json"]
     small_hub.unknown.clear()
+
+
+def test_a_renamed_repository_redirects_to_its_new_id(small_hub):
+    request = urllib.request.Request(f"{small_hub.url}/api/models/tiny/tree/main?recursive=True")
+    opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
+                                              {"redirect_request": lambda *args: None}))
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        opener.open(request, timeout=10)
+    assert answer.value.code == 307
+    assert answer.value.headers["Location"] == "/api/models/course/tiny/tree/main?recursive=True"
+    assert _request(f"{small_hub.url}/tiny/resolve/main/config.json")[2] == SMALL.revisions["main"]["config.json"]
 
 
 def test_repo_info_tree_and_paths_info(small_hub):
@@ -227,3 +238,16 @@ def test_a_slow_hub_still_serves(hub, tmp_path):
         print(data.load_squad(limit=2)["id"] == data.load_squad_like()["validation"]["id"][:2])
     """, hub.url, tmp_path)
     assert out == "True\n"
+
+
+def test_python_m_hub_prints_the_endpoint_once_it_serves(stand_ins):
+    server = subprocess.Popen([sys.executable, "-m", "hub"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        line = server.stdout.readline().strip()
+        assert line.startswith("HF_ENDPOINT=http://127.0.0.1:")
+        status, _, body = _request(line.split("=", 1)[1] + "/api/models/Qwen/Qwen2.5-0.5B-Instruct")
+        assert status == 200 and json.loads(body)["id"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -302,7 +302,11 @@ def execute_chapter(chapter: str, profile: str = "cpu", course_root: Path = COUR
         group_peak = group.peak() / 2**20 if group else None
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a busy machine can keep it shutting down for long
+            server.kill()
+            server.wait()
         if group:
             group.remove()
     if out.returncode != 0:

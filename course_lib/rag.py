@@ -795,16 +795,29 @@ def evaluate_qa(predictions: Sequence[str], references: Sequence[Sequence[str]],
 def training_shots(n: int = 2) -> list[dict]:
     """``n`` worked examples ``{"question", "answer", "passages"}`` for a few-shot reader
     prompt, from the bundled QA ``train`` split (never the validation questions): the
-    questions whose passage is shortest, each with its gold passage, ties by id."""
+    questions whose answer sits in the shortest sentence, one per passage, ties by id.
+    The passage of a shot is that sentence: the shot shows the format (a short span,
+    copied from the text) and costs few tokens."""
     from .data.bundled import passages, topics
 
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be an int >= 0, got {n!r}")
     texts = passages()
+
+    def sentence(ex):
+        text = texts[ex["passage"]]["text"]
+        return next((s for s in re.split(r"(?<=[.!?])\s+", text) if ex["answers"][0] in s), text)
+
     examples = [ex for t in topics() if t["split"] == "train" for ex in t["qa"]]
-    examples.sort(key=lambda ex: (len(texts[ex["passage"]]["text"]), ex["id"]))
-    return [{"question": ex["question"], "answer": ex["answers"][0], "passages": [texts[ex["passage"]]["text"]]}
-            for ex in examples[:n]]
+    examples.sort(key=lambda ex: (len(sentence(ex)), ex["id"]))
+    shots, used = [], set()
+    for ex in examples:
+        if len(shots) == n:
+            break
+        if ex["passage"] not in used:
+            used.add(ex["passage"])
+            shots.append({"question": ex["question"], "answer": ex["answers"][0], "passages": [sentence(ex)]})
+    return shots
 
 
 def qa_gold_passages() -> dict[str, str]:

@@ -68,7 +68,7 @@ def test_span_trie_by_hand(tiny_generator):
     assert spans_in(short, tokenizer) <= {"Denver", "Broncos", "won", "Super", "Bowl", "50", "50."}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(passages=passages_strategy(), max_tokens=st.integers(1, 8))
 def test_span_trie_holds_exactly_the_whole_word_spans(tiny_generator, passages, max_tokens):
     tokenizer = tiny_generator.tokenizer
@@ -82,7 +82,7 @@ def test_span_trie_holds_exactly_the_whole_word_spans(tiny_generator, passages, 
     assert ascii_short <= found  # complete, where every token ends on a character
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(passages=passages_strategy(), question=st.text(min_size=1, max_size=40))
 def test_every_constrained_answer_is_a_span_of_its_passages(tiny_generator, passages, question):
     reader = rag.GenerativeReader(tiny_generator, constrained=True, max_answer_tokens=6)

@@ -1,9 +1,12 @@
-"""An nbgrader preprocessor the course adds to autograding (see notebooks/nbgrader_config.py).
+"""nbgrader preprocessors the course adds to autograding (see notebooks/nbgrader_config.py).
+
+:class:`JudgeTestCells` scores the test cells outside the student's kernel.
 
 nbgrader's own ``LimitOutput`` counts lines, so a submission printing one 10 MB line
 keeps all of it in the graded notebook and its feedback. :class:`LimitOutputChars`
 cuts every text output to ``max_chars`` characters.
 """
+import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer
 
@@ -26,3 +29,47 @@ class LimitOutputChars(NbGraderPreprocessor):
         if len(text) <= self.max_chars:
             return text
         return text[: self.max_chars] + f"\n... [output cut: {len(text):,} characters in all]\n"
+
+
+class JudgeTestCells(NbGraderPreprocessor):
+    """Score every autograder test cell from outside the kernel (:mod:`course_lib.judge`).
+
+    Runs after ``Execute``. It collects the records each test cell's ``check`` calls emitted,
+    hands them with the cell's source (nbgrader restored it from the gradebook) to
+    ``python -m course_lib.judge`` in a fresh process, and replaces the cell's outputs by the
+    judge's feedback lines and its score (an ``execute_result``: nbgrader's partial credit).
+    What the kernel printed, raised or displayed in a test cell no longer counts.
+    """
+
+    timeout = Integer(600, help="seconds the judge may take for one notebook").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        import json
+        import subprocess
+        import sys
+
+        from nbgrader import utils
+
+        from .grading import RECORD_MIME
+
+        tests = {c.metadata.nbgrader["grade_id"]: c for c in nb.cells
+                 if c.cell_type == "code" and utils.is_grade(c) and not utils.is_solution(c)}
+        if not tests:
+            return nb, resources
+        payload = {gid: {"source": c.source, "points": c.metadata.nbgrader.get("points", 0),
+                         "records": [o["data"][RECORD_MIME] for o in c.get("outputs", [])
+                                     if o.get("output_type") == "display_data" and RECORD_MIME in o.get("data", {})]}
+                   for gid, c in tests.items()}
+        out = subprocess.run([sys.executable, "-m", "course_lib.judge"], input=json.dumps(payload), capture_output=True,
+                             text=True, timeout=self.timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"course_lib.judge failed:\n{out.stderr[-3000:]}")
+        verdicts = json.loads(out.stdout.strip().splitlines()[-1])
+        for gid, cell in tests.items():
+            verdict = verdicts[gid]
+            cell.outputs = [
+                nbformat.v4.new_output("stream", name="stdout", text="\n".join(verdict["lines"]) + "\n"),
+                nbformat.v4.new_output("execute_result", data={"text/plain": f"{verdict['score']:g}"},
+                                       execution_count=cell.get("execution_count")),
+            ]
+        return nb, resources

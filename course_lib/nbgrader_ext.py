@@ -10,6 +10,14 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer
 
+# The grading kernel's arguments: removes the chapter's references before any student code
+# runs (course_lib.grading.lockdown, under autograde only).
+KERNEL_ARGUMENTS = [
+    "--HistoryManager.hist_file=:memory:",
+    "--IPKernelApp.exec_lines=['import course_lib.grading as _course_grading', "
+    "'_course_grading.kernel_start()', 'del _course_grading']",
+]
+
 
 class LimitOutputChars(NbGraderPreprocessor):
     """Truncate stream and ``text/plain`` outputs longer than ``max_chars``."""

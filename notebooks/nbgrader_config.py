@@ -27,10 +27,9 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # * test cells a submission deleted or whose metadata it edited are put back from the gradebook;
 # * JudgeTestCells scores each test cell from the records of its checks, outside the kernel;
 # * feedback shows each test cell without its hidden tests.
-c.Execute.extra_arguments = [
-    "--HistoryManager.hist_file=:memory:",
-    "--IPKernelApp.exec_lines=['import course_lib.grading as _course_grading; _course_grading.kernel_start(); del _course_grading']",
-]
+from course_lib.nbgrader_ext import KERNEL_ARGUMENTS  # noqa: E402
+
+c.Execute.extra_arguments = KERNEL_ARGUMENTS
 c.OverwriteCells.add_missing_cells = True
 
 # One 10 MB line passes LimitOutput (it counts lines): also cut outputs by characters.

@@ -452,11 +452,13 @@ def calls_of(cases: Iterable[Any], random_cases: Callable | None, n_random: int,
     return calls
 
 
-def _run_student(student: Callable, target: str, args: tuple, kwargs: dict) -> dict:
-    """``{"out": encoded result}`` or ``{"error": "Type: message"}``; warnings and stderr swallowed."""
+def _run_student(student: Callable, args: tuple, kwargs: dict) -> dict:
+    """``{"out": encoded result}`` or ``{"error": "Type: message"}``; warnings and stderr swallowed.
+
+    Call it inside ``_blocked(target)``."""
     import copy
 
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), _blocked(target):
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
             result = student(*copy.deepcopy(args), **copy.deepcopy(kwargs))
@@ -514,7 +516,8 @@ def check(
                               "compare": compare, "rtol": rtol, "atol": atol, "hint": hint})
         return None
     if callable(student):
-        results = [_run_student(student, target, args, kwargs) for args, kwargs in calls]
+        with _blocked(target):  # once per group: finding every reference walks the whole heap
+            results = [_run_student(student, args, kwargs) for args, kwargs in calls]
     else:
         results = [{"error": f"expected a function, got {type(student).__name__}"}] * len(calls)
     record = {"target": target, "group": group, "hidden": hidden, "n": len(calls), "digest": inputs_digest(calls),

@@ -38,8 +38,8 @@ def _student_names(source: str) -> set[str]:
     return names
 
 
-def groups_of(source: str) -> list[dict]:
-    """The groups a test cell's ``check`` calls define, with their expected values."""
+def groups_of(source: str, expected: bool = True) -> list[dict]:
+    """The groups a test cell's ``check`` calls define, with their expected values (unless ``expected`` is False)."""
     namespace: dict[str, Any] = {name: _StudentPlaceholder(name) for name in _student_names(source)}
     namespace["__name__"] = "__judge__"
     grading._judge_groups = groups = []
@@ -47,8 +47,7 @@ def groups_of(source: str) -> list[dict]:
         exec(compile(source, "<test cell>", "exec"), namespace)
     finally:
         grading._judge_groups = None
-    for g in groups:
-        g["name"] = namespace[g["name"]].__name__ if isinstance(namespace.get(g["name"]), _StudentPlaceholder) else g["name"]
+    for g in groups if expected else ():
         reference = grading._public(g["target"])
         g["expected"] = [reference(*copy.deepcopy(a), **copy.deepcopy(k)) for a, k in g["calls"]]
         g["digest"] = grading.inputs_digest(g["calls"])

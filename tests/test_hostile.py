@@ -147,3 +147,37 @@ def test_chapter_5_em_f1_by_hand_not_by_the_library_or_evaluate(tmp_path, monkey
         "ch5-squad-em-f1-tests",
     ])
     assert scores == {"ch5-squad-em-f1-tests": 0}
+
+
+def test_feedback_shows_no_hidden_test(tmp_path, monkeypatch):
+    """The feedback preprocessors of nbgrader_config.py, applied to an autograded notebook whose
+    function fails every hidden case: no hidden source and no hidden input in the HTML."""
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+    from traitlets.config import Config
+
+    config = Config()
+    exec((ROOT / "notebooks" / "nbgrader_config.py").read_text(), {"get_config": lambda: config, "__file__":
+                                                                    str(ROOT / "notebooks" / "nbgrader_config.py")})
+    assert ClearHiddenTests in config.GenerateFeedback.preprocessors
+    preprocessors = [p for p in config.GenerateFeedback.preprocessors  # these two need nbgrader's resources
+                     if p not in (GetGrades, CSSHTMLHeaderPreprocessor)]
+    grade_id = "ch4-chunk-spans-tests"
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    cell = _test_cell("04_rag", grade_id)
+    hidden = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "def chunk_spans(text, size=64, overlap=16):\n    return [(0, len(text))] if ' ' not in text else []"), cell])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "04_rag").mkdir()
+    NotebookClient(nb, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS, allow_errors=True, timeout=120,
+                   resources={"metadata": {"path": str(tmp_path / "04_rag")}}).execute()
+    nb, _ = JudgeTestCells().preprocess(nb, {})
+    for p in preprocessors:
+        nb, _ = p().preprocess(nb, {})
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert "random cases (hidden: inputs not shown)" in html
+    for line in filter(None, (l.strip() for l in hidden.splitlines())):
+        assert line not in html, line
+    assert "HIDDEN TESTS" not in html and "\\t" not in html

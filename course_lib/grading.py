@@ -189,7 +189,7 @@ def lockdown(chapter: str | None = None) -> list[str]:
     """
     from . import references
 
-    chapter = chapter or Path.cwd().name
+    chapter = chapter or os.environ.get("COURSE_CHAPTER") or Path.cwd().name  # autograded/<student>/<chapter>/
     targets = references.TARGETS.get(chapter) or [t for ts in references.TARGETS.values() for t in ts]
     removed = []
     for target in targets:

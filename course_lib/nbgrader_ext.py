@@ -43,7 +43,7 @@ class JudgeTestCells(NbGraderPreprocessor):
     """Score every autograder test cell from outside the kernel (:mod:`course_lib.judge`).
 
     Runs after ``Execute``. It collects the records each test cell's ``check`` calls emitted,
-    hands them with the cell's source (nbgrader restored it from the gradebook) to
+    hands them with the cell's source as the gradebook holds it (never the submission's) to
     ``python -m course_lib.judge`` in a fresh process, and replaces the cell's outputs by the
     judge's feedback lines and its score (an ``execute_result``: nbgrader's partial credit).
     What the kernel printed, raised or displayed in a test cell no longer counts.
@@ -64,20 +64,41 @@ class JudgeTestCells(NbGraderPreprocessor):
                  if c.cell_type == "code" and utils.is_grade(c) and not utils.is_solution(c)}
         if not tests:
             return nb, resources
-        payload = {gid: {"source": c.source, "points": c.metadata.nbgrader.get("points", 0),
+        sources = self._instructor_sources(resources, tests)
+        payload = {gid: {"source": sources[gid], "points": c.metadata.nbgrader.get("points", 0),
                          "records": [o["data"][RECORD_MIME] for o in c.get("outputs", [])
                                      if o.get("output_type") == "display_data" and RECORD_MIME in o.get("data", {})]}
-                   for gid, c in tests.items()}
+                   for gid, c in tests.items() if gid in sources}
         out = subprocess.run([sys.executable, "-m", "course_lib.judge"], input=json.dumps(payload), capture_output=True,
                              text=True, timeout=self.timeout)
         if out.returncode != 0:
             raise RuntimeError(f"course_lib.judge failed:\n{out.stderr[-3000:]}")
         verdicts = json.loads(out.stdout.strip().splitlines()[-1])
         for gid, cell in tests.items():
-            verdict = verdicts[gid]
+            verdict = verdicts.get(gid, {"score": 0, "lines": [f"{gid} is not a test cell of this assignment"]})
             cell.outputs = [
                 nbformat.v4.new_output("stream", name="stdout", text="\n".join(verdict["lines"]) + "\n"),
                 nbformat.v4.new_output("execute_result", data={"text/plain": f"{verdict['score']:g}"},
                                        execution_count=cell.get("execution_count")),
             ]
         return nb, resources
+
+    @staticmethod
+    def _instructor_sources(resources, tests) -> dict:
+        """The gradebook's source of each test cell: the judge never executes a submission's text.
+
+        Without nbgrader's resources (tests of this preprocessor alone) the cells' own source is used.
+        """
+        info = resources.get("nbgrader")
+        if not info:
+            return {gid: c.source for gid, c in tests.items()}
+        from nbgrader.api import Gradebook, MissingEntry
+
+        sources = {}
+        with Gradebook(info["db_url"]) as gb:
+            for gid in tests:
+                try:
+                    sources[gid] = gb.find_source_cell(gid, info["notebook"], info["assignment"]).source
+                except MissingEntry:
+                    continue
+        return sources

@@ -16,6 +16,7 @@ from nbgrader.utils import determine_grade
 
 from course_lib.nbgrader_ext import KERNEL_ARGUMENTS, JudgeTestCells
 
+pytestmark = pytest.mark.slow  # kernels started as nbgrader starts them
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -181,3 +181,26 @@ def test_targets_match_the_notebooks():
         named = {g["target"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
                  and not c.metadata["nbgrader"].get("solution") for g in judge.groups_of(c.source, expected=False)}
         assert named == set(references.TARGETS[Path(path).stem]), path
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=12), st.integers(1, 14), st.randoms())
+def test_any_order_within_ties_passes_and_an_outsider_fails(levels, k, rnd):
+    scores = sorted((float(s) for s in levels), reverse=True)
+    ids = [f"d{i}" for i in range(len(scores))]
+    shuffled = list(range(len(ids)))
+    rnd.shuffle(shuffled)
+    order = sorted(shuffled, key=lambda i: -scores[i])  # a random order inside each tie
+    n = min(k, len(ids))
+    got = ([ids[i] for i in order[:n]], [scores[i] for i in order[:n]])
+    assert same_ranking((ids, scores), got, k)
+    assert not same_ranking((ids, scores), (got[0][:-1] + ["nowhere"], got[1]), k)
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers(-2**62, 2**62) | st.floats(allow_nan=False) | st.text(),
+                    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                    | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=12))
+def test_encode_decode_round_trip(value):
+    assert values_equal(value, grading.decode(grading.encode(value)), 0, 0)

@@ -7,8 +7,8 @@ keeps all of it in the graded notebook and its feedback. :class:`LimitOutputChar
 cuts every text output to ``max_chars`` characters.
 """
 import nbformat
-from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Integer
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from traitlets import Bool, Integer
 
 # The grading kernel's arguments: removes the chapter's references before any student code
 # runs (course_lib.grading.lockdown, under autograde only).
@@ -102,3 +102,23 @@ class JudgeTestCells(NbGraderPreprocessor):
                 except MissingEntry:
                     continue
         return sources
+
+
+class ClearHiddenTestsInFeedback(ClearHiddenTests):
+    """nbgrader's ``ClearHiddenTests`` for feedback: it never fails on a submission's own cells
+    (a test cell copied without its metadata, a BEGIN marker without its END). Everything from a
+    ``### BEGIN HIDDEN TESTS`` line to its END line, or to the end of the cell, is removed."""
+
+    enforce_metadata = Bool(False)
+
+    def _remove_hidden_test_region(self, cell) -> bool:
+        lines, kept, inside = cell.source.split("\n"), [], False
+        for line in lines:
+            if self.begin_test_delimeter in line:
+                inside = True
+            elif self.end_test_delimeter in line:
+                inside = False
+            elif not inside:
+                kept.append(line)
+        cell.source = "\n".join(kept)
+        return len(kept) != len(lines)

@@ -36,7 +36,7 @@ c.OverwriteCells.add_missing_cells = True
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, Execute, GetGrades, IgnorePattern, LimitOutput,
+    AssignLatePenalties, CheckCellMetadata, Execute, GetGrades, IgnorePattern, LimitOutput,
     SaveAutoGrades,
 )
 
@@ -44,4 +44,4 @@ c.Autograde.autograde_preprocessors = [
     Execute, "course_lib.nbgrader_ext.JudgeTestCells", IgnorePattern, ClearMetadataPreprocessor, LimitOutput, "course_lib.nbgrader_ext.LimitOutputChars",
     SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
 ]
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [GetGrades, "course_lib.nbgrader_ext.ClearHiddenTestsInFeedback", CSSHTMLHeaderPreprocessor]

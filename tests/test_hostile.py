@@ -154,16 +154,14 @@ def test_feedback_shows_no_hidden_test(tmp_path, monkeypatch):
     """The feedback preprocessors of nbgrader_config.py, applied to an autograded notebook whose
     function fails every hidden case: no hidden source and no hidden input in the HTML."""
     from nbconvert import HTMLExporter
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-    from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+    from course_lib.nbgrader_ext import ClearHiddenTestsInFeedback
     from traitlets.config import Config
 
     config = Config()
     exec((ROOT / "notebooks" / "nbgrader_config.py").read_text(), {"get_config": lambda: config, "__file__":
                                                                     str(ROOT / "notebooks" / "nbgrader_config.py")})
-    assert ClearHiddenTests in config.GenerateFeedback.preprocessors
-    preprocessors = [p for p in config.GenerateFeedback.preprocessors  # these two need nbgrader's resources
-                     if p not in (GetGrades, CSSHTMLHeaderPreprocessor)]
+    assert "course_lib.nbgrader_ext.ClearHiddenTestsInFeedback" in config.GenerateFeedback.preprocessors
+    preprocessors = [ClearHiddenTestsInFeedback]  # GetGrades and the CSS header need nbgrader's resources
     grade_id = "ch4-chunk-spans-tests"
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     cell = _test_cell("04_rag", grade_id)

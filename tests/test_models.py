@@ -73,8 +73,12 @@ def test_row(hub, role, profile, reachable, expected):
     assert models.source(role, profile, hub=reachable) == expected
     hub["value"] = reachable
     assert models.source(role, profile) == expected          # the hub's answer from env
-    named = models.name(role, profile)
-    assert named == expected if "/" in expected or "-cased" in expected else named != expected
+    readable = {"packaged:all-MiniLM-L6-v2": "all-MiniLM-L6-v2 (packaged)",
+                "packaged:SmolLM2-135M-Instruct": "SmolLM2-135M-Instruct (packaged)",
+                "tiny:bert": "tiny random BERT", "tiny:llama": "tiny random Llama",
+                "trained:cross-encoder": "MiniLM cross-encoder fine-tuned in chapter 3",
+                "trained:reader": "MiniLM reader fine-tuned in chapter 5"}
+    assert models.name(role, profile) == readable.get(expected, expected)
 
 
 def test_cpu_profile_uses_hub_copies_of_the_same_small_models_when_the_hub_answers(hub):

@@ -172,7 +172,8 @@ def _venv(label: str, key: str, install) -> Path:
     path = CACHE / f"{label}-{key}"
     if not (path / ".complete").exists():
         for stale in CACHE.glob(f"{label}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+            if stale != path:                      # a partial build of this key is resumed
+                shutil.rmtree(stale, ignore_errors=True)
         _run([sys.executable, "-m", "venv", path])
         install(path / "bin" / "python")
         (path / ".complete").write_text(key)

@@ -360,6 +360,8 @@ def test_library_tests_pass_at_the_lower_bounds(dist):
     env.update(COURSE_CACHE=str(venv / "course-cache"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     where = _run([python, "-P", "-c", "import course_lib; print(course_lib.__file__)"], cwd=ROOT, env=env).stdout
     assert where.startswith(str(venv)), where
+    # this environment holds no instructor packages (nbgrader, jupyterlab): the report rightly warns there
     out = subprocess.run([python, "-P", "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow",
+                          "--deselect", "tests/test_env.py::test_report_lists_versions_and_warns_outside_tested_range",
                           *LIBRARY_TESTS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import cgroup, project
+from . import __version__, cgroup, project
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE_ROOT = ROOT / "notebooks"
@@ -78,20 +78,23 @@ def badge_cell_source(chapter: str) -> str:
 
 
 def setup_cell_source() -> str:
-    """The set-up cell: install the course on Colab/Kaggle only (keeping their torch), then set up."""
+    """The set-up cell: on Colab/Kaggle install this release of the course (keeping the
+    platform's torch; ``$QAIR_COURSE_PIP_SPEC`` replaces the requirement in the rehearsal), then set up."""
     return (
-        "# Set-up. On Colab and Kaggle this installs the course (it keeps the platform's torch);\n"
-        "# elsewhere `make course` or Binder has installed it already.\n"
-        "import os, sys\n"
-        "if 'google.colab' in sys.modules or 'KAGGLE_KERNEL_RUN_TYPE' in os.environ:\n"
-        f"    %pip install -q \"qair-course @ {project.PIP_SPEC}\"\n"
+        "# Set-up. On Colab and Kaggle this installs this release of the course (it keeps the platform's\n"
+        "# torch and every other package the platform ships); elsewhere `make course` or Binder has installed it.\n"
+        "import os\n"
+        "if {'COLAB_RELEASE_TAG', 'KAGGLE_KERNEL_RUN_TYPE'} & set(os.environ):\n"
+        f"    QAIR_COURSE = os.environ.get({project.PIP_SPEC_VARIABLE!r}, {project.PIP_SPEC!r})\n"
+        "    %pip install -q \"$QAIR_COURSE\"\n"
         "from course_lib.env import setup_notebook\n"
         "PROFILE = setup_notebook()"
     )
 
 
 def stamp(notebook_path: Path) -> bool:
-    """Rewrite the badge cell (first) and the set-up cell (second) from the project settings.
+    """Rewrite the badge cell (first) and the set-up cell (second) from the project settings,
+    and record the course version in the notebook's metadata (``qair_course.version``).
 
     Returns True when the file changed. Both cells are locked nbgrader cells.
     """
@@ -114,6 +117,9 @@ def stamp(notebook_path: Path) -> bool:
         elif cell.source != source or cell.cell_type != kind:
             cell.source = source
             changed = True
+    if nb.metadata.get(project.METADATA_KEY) != {"version": __version__}:
+        nb.metadata[project.METADATA_KEY] = {"version": __version__}   # read by project.version_warning
+        changed = True
     if changed:
         nbformat.write(nb, notebook_path)
     return changed

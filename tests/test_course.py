@@ -286,7 +286,10 @@ def test_report_shows_runtime_points_and_tagged_outputs(tmp_path, monkeypatch):
     grades = {("solutions", "02_bm25"): {"score": 12.0, "max_score": 12.0, "problem": ""},
               ("blank", "02_bm25"): {"score": 0.0, "max_score": 12.0, "problem": ""}}
     md = course.write_report(runs, grades).read_text()
-    assert "| 02_bm25 | 12.3 | 321 | 12/12 | 0/12 |" in md
+    assert "| 02_bm25 | 12.3 | 321 / 1536 | - | 12/12 | 0/12 |" in md      # no cgroup peak: "-"
+    runs["02_bm25"].update(peak_mb=1600.0, cgroup_peak_mb=1900.4)
+    md = course.write_report(runs, grades).read_text()
+    assert "| 02_bm25 | 12.3 | 1600 / 1536 **over** | 1900 / 2048 | 12/12 | 0/12 |" in md
     assert "BM25 nDCG@10 0.61" in md and "noise" not in md
     assert (tmp_path / "figures" / "02_bm25-0-1.png").read_bytes().startswith(b"\x89PNG")
     html = (tmp_path / "report.html").read_text()

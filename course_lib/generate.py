@@ -347,6 +347,17 @@ class SpanTrie:
                     node = node.setdefault(token, {})
                     if (end >= len(window) or not window[end].isalnum()) and self._exact(tokenizer, ids[:j + 1], window[:end]):
                         node[self.END] = {}
+        self._prune(self.root)
+
+    @classmethod
+    def _prune(cls, node: dict) -> bool:
+        """Drop the branches that reach no word's end (a path cut by ``max_tokens`` inside a
+        word), so that decoding never walks into a span it could only leave mid-word.
+        Returns whether ``node`` still leads to a span."""
+        for token in [t for t in node if t != cls.END]:
+            if not cls._prune(node[token]):
+                del node[token]
+        return bool(node)
 
     @staticmethod
     def _exact(tokenizer, ids, text: str) -> bool:

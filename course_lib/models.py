@@ -276,13 +276,14 @@ def _quiet_loading():
             gguf_utils.tqdm = original_tqdm
 
 
-def _write_once(path: Path, build) -> Path:
+def write_once(path: Path, build, marker: str = "config.json") -> Path:
     """Run ``build(tmp_dir)`` into a fresh folder beside ``path`` and move it into place,
-    so a half-written model is never seen and two processes building at once both succeed."""
+    so a half-written model is never seen and two processes building at once both succeed.
+    ``path / marker`` existing means it is built."""
     import shutil
     import tempfile
 
-    if (path / "config.json").exists():
+    if (path / marker).exists():
         return path
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
@@ -291,7 +292,7 @@ def _write_once(path: Path, build) -> Path:
         try:
             tmp.rename(path)
         except OSError:  # another process finished first
-            if not (path / "config.json").exists():
+            if not (path / marker).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -330,7 +331,7 @@ def _smollm2() -> Path:
             plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return _write_once(cache_dir() / "smollm2-135m-instruct", build)
+    return write_once(cache_dir() / "smollm2-135m-instruct", build)
 
 
 def _tiny_llama() -> Path:
@@ -348,4 +349,4 @@ def _tiny_llama() -> Path:
             LlamaForCausalLM(config).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return _write_once(cache_dir() / "tiny-llama", build)
+    return write_once(cache_dir() / "tiny-llama", build)

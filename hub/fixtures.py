@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -443,11 +442,10 @@ def repos() -> list[Repo]:
     """Every stand-in repository, built once into :func:`cache_root` (written beside it, then
     moved into place, so a half-built cache is never read)."""
     root = cache_root()
-    if not (root / "complete").exists():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root.parent))
-        import datasets
+    root.parent.mkdir(parents=True, exist_ok=True)
 
+    def build(tmp: Path) -> None:
+        import datasets
         from transformers.utils import logging as hf_logging
 
         bars = datasets.is_progress_bar_enabled()
@@ -456,13 +454,11 @@ def repos() -> list[Repo]:
         try:
             _write(dataset_repos() + model_repos(), tmp)
             (tmp / "complete").write_text("")
-            try:
-                tmp.rename(root)
-            except OSError:  # another process finished first
-                if not (root / "complete").exists():
-                    raise
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
             if bars:
                 datasets.enable_progress_bars()
+
+    from course_lib.models import write_once
+
+    write_once(root, build, marker="complete")
     return _read(root)

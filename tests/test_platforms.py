@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import socket
@@ -374,3 +375,34 @@ def test_library_tests_pass_at_the_lower_bounds(dist):
                           "--deselect", "tests/test_env.py::test_report_lists_versions_and_warns_outside_tested_range",
                           *LIBRARY_TESTS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+# ---- README's support table --------------------------------------------------------------
+
+
+def _support_rows() -> list[list[str]]:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| platform | Python |"):].split("\n\n")[0].splitlines()
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_readme_support_table_quotes_the_manifest(name):
+    """Each platform's rows give its Python and, as major.minor, its preinstalled versions."""
+    platform, title = MANIFEST[name], name.capitalize()
+    rows = [row for row in _support_rows() if row[0].startswith(title)]
+    assert rows, f"README's support table has no {title} row"
+    for row in rows:
+        assert row[1] == platform["python"], (row[0], row[1], platform["python"])
+        quoted = [pair.rsplit(" ", 1) for pair in row[2].split(", ")] if row[2] != "as above" else []
+        for package, version in quoted:
+            assert (platform["preinstalled"][package] + ".").startswith(version + "."), (row[0], package, version)
+    assert len([row for row in rows if row[2] != "as above"]) == 1
+
+
+def test_readme_support_table_names_tests_that_exist():
+    for row in _support_rows():
+        for path, test in (cell.split("::") for cell in re.findall(r"test_\w+\.py::\w+", row[4])):
+            assert f"def {test}(" in (ROOT / "tests" / path).read_text(), (row[0], path, test)
+        for path in re.findall(r"(test_\w+\.py)", row[4]):
+            assert (ROOT / "tests" / path).exists(), (row[0], path)

@@ -90,8 +90,12 @@ def _run(args: list, **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def dist(tmp_path_factory) -> dict[str, Path]:
     """A wheel and an sdist of this checkout, built once per test session."""
+    from filelock import FileLock  # pytest-xdist workers build at once: one build writes ROOT's egg-info at a time
+
     out = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, ROOT], cwd=ROOT)
+    (ROOT / "build").mkdir(exist_ok=True)
+    with FileLock(ROOT / "build" / "dist.lock"):
+        _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, ROOT], cwd=ROOT)
     (wheel,), (sdist,) = out.glob("*.whl"), out.glob("*.tar.gz")
     return {"wheel": wheel, "sdist": sdist}
 

@@ -131,8 +131,7 @@ def grade_job(student: str, chapter: str, notebook: bytes, gradebook: bytes, con
         spec = {"cgroup": name if sandboxed else "", "memory": limits["memory"], "cpu_s": limits["cpu_s"],
                 "pids": limits["pids"]}
         if sandboxed:
-            spec["bwrap"] = sandbox.bwrap_argv(work, writable=[work, ipc], readable=[runtime],
-                                               hidden=[Path(tmp), *map(Path, hidden)])
+            spec["bwrap"] = sandbox.bwrap_argv(work, writable=[work, ipc], hidden=[Path(tmp), *map(Path, hidden)])
         (root / "nbgrader_config.py").write_text(config + _JOB_CONFIG.format(
             sandbox=spec, output_chars=limits["output_chars"], cell_timeout=cell_timeout, ipc=str(ipc / "kernel")))
         env = {"COURSE_CELL_TIMEOUT": str(cell_timeout), "COURSE_PROFILE": "tiny", "JUPYTER_RUNTIME_DIR": str(runtime)}

@@ -75,7 +75,7 @@ def warn_if_unavailable() -> bool:
 def bwrap_argv(work: Path, writable: list[Path], hidden: list[Path], readable: list[Path] = ()) -> list[str]:
     """bubblewrap arguments: the root read-only; ``$HOME`` and the temporary folders empty except
     for the Python installation and ``sys.path`` (re-bound read-only, with ``readable``);
-    then ``hidden`` empty again; ``writable`` read-write; no network; cwd ``work``."""
+    then ``hidden`` empty (and read-only) again; ``writable`` read-write; no network; cwd ``work``."""
     argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--unshare-all", "--die-with-parent", "--new-session"]
     tmp = {Path("/tmp"), Path(os.environ.get("TMPDIR", "/tmp")), Path.home(), Path("/dev/shm")}
@@ -83,8 +83,10 @@ def bwrap_argv(work: Path, writable: list[Path], hidden: list[Path], readable: l
     python = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parents[1],
               *(Path(p) for p in sys.path if p and os.path.isabs(p)), *readable}
     argv += [a for p in sorted({p.resolve() for p in python if p.exists()}) for a in ("--ro-bind", str(p), str(p))]
-    argv += [a for p in sorted({Path(p).resolve() for p in hidden if Path(p).exists()}) for a in ("--tmpfs", str(p))]
+    hidden = sorted({Path(p).resolve() for p in hidden if Path(p).exists()})
+    argv += [a for p in hidden for a in ("--tmpfs", str(p))]
     argv += [a for p in writable for a in ("--bind", str(p), str(p))]
+    argv += [a for p in hidden for a in ("--remount-ro", str(p))]  # after the binds inside them
     # JPY_PARENT_PID names a process outside the pid namespace: the kernel would think it orphaned
     return argv + ["--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp", "--unsetenv", "JPY_PARENT_PID",
                    "--chdir", str(work), "--"]
@@ -153,7 +155,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         bwrap = list(self.sandbox.get("bwrap", []))
         if bwrap:  # the connection file, read-only, where the kernel's argv names it
             connection = os.path.realpath(self.connection_file)
-            bwrap[-1:-1] = ["--ro-bind", connection, connection]
+            at = bwrap.index("--remount-ro") if "--remount-ro" in bwrap else len(bwrap) - 1
+            bwrap[at:at] = ["--ro-bind", connection, connection]
         return [sys.executable, "-m", "course_lib.sandbox", json.dumps(spec), *bwrap, *cmd]
 
     async def _async_pre_start_kernel(self, **kw):

@@ -30,15 +30,15 @@ def code_tokens(source: str, stub: str = "") -> list[str]:
     stub_lines = {line.strip() for line in stub.splitlines() if line.strip()}
     kept = "\n".join(line for line in source.splitlines()
                      if line.strip() not in stub_lines and not line.lstrip().startswith(("%", "!")))
-    tokens, previous = [], tokenize.OP
+    tokens, previous = [], None  # previous significant token type (None: start of the code)
     try:
         for tok in tokenize.generate_tokens(io.StringIO(kept + "\n").readline):
-            if tok.type in _SKIP:
+            if tok.type in (tokenize.COMMENT, tokenize.NL):
                 continue
-            if tok.type == tokenize.STRING and previous in (tokenize.INDENT, tokenize.NEWLINE, tokenize.DEDENT, None):
-                previous = tok.type
-                continue  # a docstring or a bare string statement
+            statement_start = previous in (tokenize.INDENT, tokenize.NEWLINE, tokenize.DEDENT, None)
             previous = tok.type
+            if tok.type in _SKIP or (tok.type == tokenize.STRING and statement_start):
+                continue  # layout, or a docstring / bare string statement
             if tok.type == tokenize.NAME:
                 tokens.append(tok.string if tok.string in _KEEP else "ID")
             elif tok.type == tokenize.NUMBER:

@@ -29,8 +29,9 @@ test: export MKL_NUM_THREADS ?= 1
 test: $(STAMP)
 	$(PY) -m pytest
 
+# from notebooks/, so that formgrader and the assignment list read nbgrader_config.py (its exchange)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	cd notebooks && ../$(VENV)/bin/jupyter lab
 
 release: $(STAMP)
 	$(PY) -m course_lib.course release

@@ -111,8 +111,11 @@ c.KernelManager.ip = {ipc!r}
 '''
 
 
+EXCHANGE_FILES = ("timestamp.txt", "submission_secret.txt")  # nbgrader's exchange keeps these with a submission
+
+
 def grade_job(student: str, chapter: str, notebook: bytes, gradebook: bytes, config: str, cell_timeout: int,
-              hidden: list[str] = ()) -> dict:
+              hidden: list[str] = (), exchange_files: dict | None = None) -> dict:
     """Autograde one notebook in a scratch course with the kernel sandboxed; returns
     {grades: {(notebook, grade_id): auto_score}, autograded, feedback: bytes, problem, sandboxed}."""
     from nbgrader.api import Gradebook
@@ -126,6 +129,9 @@ def grade_job(student: str, chapter: str, notebook: bytes, gradebook: bytes, con
         for folder in (root / "submitted" / student / chapter, work, ipc, runtime):
             folder.mkdir(parents=True)
         (root / "submitted" / student / chapter / f"{chapter}.ipynb").write_bytes(notebook)
+        for name, data in (exchange_files or {}).items():
+            if name in EXCHANGE_FILES:
+                (root / "submitted" / student / chapter / name).write_bytes(data[:1000])
         (root / "gradebook.db").write_bytes(gradebook)
         groups = sandbox.make_cgroups(name := sandbox.new_cgroup_name()) if sandboxed else []
         spec = {"cgroup": name if sandboxed else "", "memory": limits["memory"], "cpu_s": limits["cpu_s"],
@@ -158,6 +164,8 @@ def grade_job(student: str, chapter: str, notebook: bytes, gradebook: bytes, con
             result["autograded"] = (work / f"{chapter}.ipynb").read_bytes()
             feedback = root / "feedback" / student / chapter / f"{chapter}.html"
             result["feedback"] = feedback.read_bytes() if feedback.exists() else b""
+            result["exchange_files"] = {name: (feedback.parent / name).read_bytes() for name in EXCHANGE_FILES
+                                        if (feedback.parent / name).is_file()}
         return result
 
 
@@ -193,9 +201,10 @@ def grade(course_root: Path, *, csv_path: Path | None = None, cell_timeouts: dic
         problem, notes = check_submission(course_root / "submitted" / student / chapter, chapter)
         results[(student, chapter)] = {"problem": problem, "notes": notes, "grades": {}}
         if not problem:
-            notebook = (course_root / "submitted" / student / chapter / f"{chapter}.ipynb").read_bytes()
-            jobs.append(((student, chapter), (student, chapter, notebook, gradebook, config,
-                                              cell_timeouts.get(chapter, default_timeout), hidden)))
+            folder = course_root / "submitted" / student / chapter
+            extra = {n: (folder / n).read_bytes()[:1000] for n in EXCHANGE_FILES if (folder / n).is_file()}
+            jobs.append(((student, chapter), (student, chapter, (folder / f"{chapter}.ipynb").read_bytes(), gradebook,
+                                              config, cell_timeouts.get(chapter, default_timeout), hidden, extra)))
     for key, out in zip([k for k, _ in jobs], _run_jobs([a for _, a in jobs], workers, scheduler)):
         results[key].update(problem=out["problem"], grades=out["grades"])
         student, chapter = key
@@ -204,6 +213,8 @@ def grade(course_root: Path, *, csv_path: Path | None = None, cell_timeouts: dic
                 target = course_root / folder / student / chapter
                 target.mkdir(parents=True, exist_ok=True)
                 (target / (f"{chapter}.ipynb" if folder == "autograded" else f"{chapter}.html")).write_bytes(data)
+                for name, text in out.get("exchange_files", {}).items():  # release_feedback reads them
+                    (target / name).write_bytes(text)
         print(f"graded {student}/{chapter}" + (f": {out['problem']}" if out["problem"] else ""), flush=True)
     with Gradebook("sqlite:///" + str(db)) as gb:
         for (student, chapter), row in results.items():

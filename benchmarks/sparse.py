@@ -1,12 +1,23 @@
 """Time course_lib.sparse against bm25s, rank_bm25 and scikit-learn in one run.
 
-Every system gets the same pre-tokenised input on the same machine: a synthetic Zipf
-corpus (100,000 documents, about 60 tokens each, 1,000 queries of 2-6 tokens) and,
-when it loads, the bundled course collection.  Prints documents indexed per second,
-top-10 queries per second and course_lib's ratios against the targets:
->= 1.0x bm25s (index and queries), >= 100x rank_bm25 (queries, 10,000-document
-subset), tf-idf fit+transform time <= 1.0x scikit-learn's TfidfVectorizer.
-No assertion: read the table.  Run: make bench, or python benchmarks/sparse.py.
+Every system gets the same pre-tokenised input on the same machine, one thread:
+
+* a synthetic Zipf corpus (100,000 documents, about 60 tokens each, 1,000 queries of
+  2-6 tokens);
+* real text: the SQuAD v1.1 dev paragraphs as documents (2,067, about 126 tokens) and
+  its 10,570 questions as queries (about 10 tokens, ``course_lib.text.tokenize``, no
+  stop list), read in place from ../shared/data, and the same paragraphs repeated 25
+  times (51,675 documents);
+* the bundled course collection.
+
+Prints documents indexed per second, top-10 queries per second and course_lib's ratios
+against the targets: >= 1.0x bm25s (index and queries; on real text: top-10 queries
+against bm25s's numpy backend, and the ratio to its numba backend when numba is
+installed), >= 100x rank_bm25 (queries, 10,000-document subset), tf-idf fit+transform
+time <= 1.0x scikit-learn's TfidfVectorizer.  On real text the systems run in turns,
+--rounds times, and the table gives medians; it asserts that course_lib's top-10
+scores equal bm25s's (to bm25s's float32 rounding).
+Run: make bench, or python benchmarks/sparse.py [--squad PATH] [--rounds 5].
 """
 from __future__ import annotations
 
@@ -15,6 +26,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread for every system
 os.environ.setdefault("DISABLE_TQDM", "1")
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,12 +36,17 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from course_lib.data.squad_json import squad_rows  # noqa: E402
 from course_lib.sparse import BM25, TfidfRetriever  # noqa: E402
 from course_lib.text import STOP_WORDS, tokenize  # noqa: E402
 
+SQUAD_DEV = ROOT.parent / "shared" / "data" / "squad" / "dev-v1.1.json.zip"
+
 N_DOCS, AVG_LEN, VOCAB, ZIPF_S = 100_000, 60, 50_000, 1.1
 N_QUERIES, K, RANK_BM25_DOCS, RANK_BM25_QUERIES = 1_000, 10, 10_000, 200
+SQUAD_COPIES = 25
 
 
 def zipf_collection(seed: int = 0):
@@ -144,7 +161,64 @@ def bundled_collection():
     return tokens, queries
 
 
+def squad_collection(path: Path):
+    """SQuAD dev: the distinct paragraphs (documents) and the questions (queries), as tokens."""
+    rows = squad_rows(path)
+    paragraphs = list(dict.fromkeys(row["context"] for row in rows))
+    return [tokenize(p) for p in paragraphs], [tokenize(row["question"]) for row in rows]
+
+
+def bm25s_backends():
+    """bm25s's numpy backend, and its numba backend when numba is installed."""
+    backends = ["numpy"]
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        print("numba is not installed: no ratio to bm25s's numba backend")
+    else:
+        backends.append("numba")
+    return backends
+
+
+def median(values):
+    return float(np.median(values))
+
+
+def real_text_block(name, docs, queries, rounds):
+    """Top-10 BM25 (lucene) queries: course_lib and bm25s in turns, medians of ``rounds`` runs."""
+    ours, ours_index_s = timed(lambda: BM25("lucene").index(docs))
+    peers = {}
+    for backend in bm25s_backends():
+        peer = bm25s.BM25(method="lucene", backend=backend)
+        _, index_s = timed(lambda: peer.index(docs, show_progress=False))
+        peer.retrieve(queries[:50], k=K, show_progress=False)  # warm-up (numba compiles here)
+        peers[f"bm25s {backend}"] = peer, index_s
+    ours.search_batch(queries[:50], K)
+    rates = {"course_lib": [], **{p: [] for p in peers}}
+    for turn in range(rounds):
+        hits, seconds = timed(lambda: ours.search_batch(queries, K))
+        rates["course_lib"].append(len(queries) / seconds)
+        for peer_name, (peer, _) in peers.items():
+            (_, scores), seconds = timed(lambda: peer.retrieve(queries, k=K, show_progress=False))
+            rates[peer_name].append(len(queries) / seconds)
+            if turn == 0:  # the same top-10 scores (documents may differ between exact ties)
+                ours_scores = np.array([[score for _, score in h] for h in hits])
+                np.testing.assert_allclose(ours_scores, scores, rtol=1e-5, atol=1e-5,
+                                           err_msg=f"course_lib's top-{K} scores differ from {peer_name}'s on {name}")
+    row(name, "course_lib BM25 lucene", len(docs) / ours_index_s, median(rates["course_lib"]))
+    for peer_name, (_, index_s) in peers.items():
+        ratios = [a / b for a, b in zip(rates["course_lib"], rates[peer_name])]
+        target = 1.0 if peer_name == "bm25s numpy" else None
+        row(name, peer_name, len(docs) / index_s, median(rates[peer_name]),
+            f"course_lib index {verdict(index_s / ours_index_s, target)}, queries {verdict(median(ratios), target)} "
+            f"(rounds {min(ratios):.2f}-{max(ratios):.2f}x), same top-{K} scores on every query")
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--squad", type=Path, default=SQUAD_DEV, help="SQuAD v1.1 dev JSON (zip)")
+    parser.add_argument("--rounds", type=int, default=5, help="turns on real text; the table gives medians")
+    args = parser.parse_args()
     docs, queries = zipf_collection()
     lengths = [len(d) for d in docs]
     print(f"Zipf corpus: {len(docs):,} documents, {np.mean(lengths):.1f} tokens on average, vocabulary {VOCAB:,} "
@@ -154,6 +228,16 @@ def main():
     print(f"{'corpus':<18} {'system':<26} {'index docs/s':>14} {'queries/s':>14}   course_lib ratio")
     bm25_block("zipf", docs, queries, docs[:RANK_BM25_DOCS], queries[:RANK_BM25_QUERIES])
     tfidf_block("zipf", docs)
+    if args.squad.is_file():
+        s_docs, s_queries = squad_collection(args.squad)
+        print(f"\nSQuAD v1.1 dev: {len(s_docs):,} paragraphs of {np.mean([len(d) for d in s_docs]):.0f} tokens, "
+              f"{len(s_queries):,} questions of {np.mean([len(q) for q in s_queries]):.1f} tokens; "
+              f"medians of {args.rounds} rounds, systems in turns")
+        print(f"{'corpus':<18} {'system':<26} {'index docs/s':>14} {'queries/s':>14}   course_lib ratio")
+        real_text_block("squad", s_docs, s_queries, args.rounds)
+        real_text_block(f"squad x{SQUAD_COPIES}", s_docs * SQUAD_COPIES, s_queries, args.rounds)
+    else:
+        print(f"\nSQuAD skipped: {args.squad} is missing (pass --squad PATH)")
     bundled = bundled_collection()
     if bundled:
         b_docs, b_queries = bundled

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import grader, project
+from . import __version__, cgroup, grader, project
 from .grader import grade_table, nbgrader, preflight_kernel, submissions  # noqa: F401 (the instructor's API)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,7 @@ CELL_TIMEOUTS = {"01_tfidf": 60, "02_bm25": 60, "03_dense_retrieval": 300, "04_r
 # Chapters that read what another chapter leaves in the cache: chapter 4's extractive
 # reader uses the span-prediction model chapter 5 fine-tunes.
 NEEDS = {"04_rag": ("05_squad_finetuning",)}
+KERNEL_BUDGET_MB = 1536  # every chapter's kernel on the cpu profile: 1.5 GiB, leaving room for the server
 REPORT_TAG = "report"  # cells whose outputs the report shows as the chapter's key results
 
 
@@ -77,20 +78,23 @@ def badge_cell_source(chapter: str) -> str:
 
 
 def setup_cell_source() -> str:
-    """The set-up cell: install the course on Colab/Kaggle only (keeping their torch), then set up."""
+    """The set-up cell: on Colab/Kaggle install this release of the course (keeping the
+    platform's torch; ``$QAIR_COURSE_PIP_SPEC`` replaces the requirement in the rehearsal), then set up."""
     return (
-        "# Set-up. On Colab and Kaggle this installs the course (it keeps the platform's torch);\n"
-        "# elsewhere `make course` or Binder has installed it already.\n"
-        "import os, sys\n"
-        "if 'google.colab' in sys.modules or 'KAGGLE_KERNEL_RUN_TYPE' in os.environ:\n"
-        f"    %pip install -q \"qair-course @ {project.PIP_SPEC}\"\n"
+        "# Set-up. On Colab and Kaggle this installs this release of the course (it keeps the platform's\n"
+        "# torch and every other package the platform ships); elsewhere `make course` or Binder has installed it.\n"
+        "import os\n"
+        "if {'COLAB_RELEASE_TAG', 'KAGGLE_KERNEL_RUN_TYPE'} & set(os.environ):\n"
+        f"    QAIR_COURSE = os.environ.get({project.PIP_SPEC_VARIABLE!r}, {project.PIP_SPEC!r})\n"
+        "    %pip install -q \"$QAIR_COURSE\"\n"
         "from course_lib.env import setup_notebook\n"
         "PROFILE = setup_notebook()"
     )
 
 
 def stamp(notebook_path: Path) -> bool:
-    """Rewrite the badge cell (first) and the set-up cell (second) from the project settings.
+    """Rewrite the badge cell (first) and the set-up cell (second) from the project settings,
+    and record the course version in the notebook's metadata (``qair_course.version``).
 
     Returns True when the file changed. Both cells are locked nbgrader cells.
     """
@@ -113,6 +117,9 @@ def stamp(notebook_path: Path) -> bool:
         elif cell.source != source or cell.cell_type != kind:
             cell.source = source
             changed = True
+    if nb.metadata.get(project.METADATA_KEY) != {"version": __version__}:
+        nb.metadata[project.METADATA_KEY] = {"version": __version__}   # read by project.version_warning
+        changed = True
     if changed:
         nbformat.write(nb, notebook_path)
     return changed
@@ -144,20 +151,70 @@ def grade(course_root: Path = COURSE_ROOT, *, csv_path: Path | None = None, work
 # ---- the main job -------------------------------------------------------------------------
 
 
-def execute_chapter(chapter: str, profile: str = "cpu", course_root: Path = COURSE_ROOT) -> dict:
-    """Execute a source notebook headless in a child process; returns seconds, peak MB and the output path."""
+def execute_chapter(chapter: str, profile: str = "cpu", course_root: Path = COURSE_ROOT,
+                    memory_limit: int | None = cgroup.BINDER_LIMIT) -> dict:
+    """Execute a source notebook headless in a child process, the way Binder runs it: inside a
+    memory cgroup of ``memory_limit`` bytes (None: no limit) holding a Jupyter server too, with
+    Binder's ``MEM_LIMIT`` set. Returns seconds, the kernel's peak MB, the cgroup's peak MB
+    (None without one) and the output path; raises when the chapter fails or the limit kills it."""
     BUILD.joinpath("executed").mkdir(parents=True, exist_ok=True)
     target = BUILD / "executed" / f"{chapter}.ipynb"
+    env = {**os.environ, "COURSE_PROFILE": profile}
+    group, where = cgroup.create(memory_limit, f"qair-course-{os.getpid()}-{chapter}") if memory_limit else (None, "")
+    if memory_limit:
+        env["MEM_LIMIT"] = str(memory_limit)
+        print(f"      inside {where}" if group else f"      no memory limit: {where}", flush=True)
+    wrap = group.command if group else list
+    server = _jupyter_server(wrap, env)
     start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "course_lib.course", "_execute", str(course_root / "source" / chapter / f"{chapter}.ipynb"),
-         str(target)],
-        env={**os.environ, "COURSE_PROFILE": profile}, capture_output=True, text=True,
-    )
-    seconds = time.perf_counter() - start
+    try:
+        out = subprocess.run(
+            wrap([sys.executable, "-m", "course_lib.course", "_execute",
+                  str(course_root / "source" / chapter / f"{chapter}.ipynb"), str(target)]),
+            env=env, capture_output=True, text=True,
+        )
+        seconds = time.perf_counter() - start
+        killed = group.oom_kills() if group else 0
+        group_peak = group.peak() / 2**20 if group else None
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a busy machine can keep it shutting down for long
+            server.kill()
+            server.wait()
+        if group:
+            group.remove()
     if out.returncode != 0:
-        raise RuntimeError(f"{chapter} failed under COURSE_PROFILE={profile}:\n{out.stderr[-4000:]}")
-    return {"seconds": seconds, **json.loads(out.stdout.strip().splitlines()[-1]), "executed": str(target)}
+        why = f" (the {memory_limit / 2**30:g} GiB memory limit killed {killed} process(es))" if killed else ""
+        raise RuntimeError(f"{chapter} failed under COURSE_PROFILE={profile}{why}:\n{out.stderr[-4000:]}")
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"seconds": seconds, **measured, "cgroup_peak_mb": group_peak, "executed": str(target)}
+
+
+def _jupyter_server(wrap, env: dict) -> subprocess.Popen:
+    """A Jupyter server (with the lab and nbgrader extensions) running idle next to the kernel,
+    as on Binder, where both share one memory limit; returns once it answers on its port."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        wrap([sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
+              "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", f"--ServerApp.root_dir={COURSE_ROOT}"]),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5).close()
+            return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError(f"the Jupyter server did not start on port {port} (exit status {server.poll()})")
 
 
 def _execute(source: str, target: str) -> None:
@@ -201,14 +258,22 @@ def autograde_check(course_root: Path = COURSE_ROOT) -> dict[tuple[str, str], di
 
 
 def write_report(runs: dict[str, dict], grades: dict[tuple[str, str], dict]) -> Path:
-    """``build/report.md`` and ``build/report.html``: runtime, peak memory, points, key results."""
+    """``build/report.md`` and ``build/report.html``: runtime, the kernel's peak against
+    :data:`KERNEL_BUDGET_MB`, the cgroup's peak against its limit, points, key results."""
     import mistune
 
     lines = ["# qair-course: main job report", "",
-             "| chapter | runtime (s) | peak memory (MB) | solutions | blank release |", "|---|---|---|---|---|"]
+             f"Each chapter ran inside a memory cgroup of {cgroup.BINDER_LIMIT / 2**30:g} GiB together with a Jupyter server, "
+             f"as on Binder (cgroup: kernel, server and page cache; - where no cgroup was writable). "
+             f"Kernel budget: {KERNEL_BUDGET_MB} MB.", "",
+             "| chapter | runtime (s) | kernel peak / budget (MB) | cgroup peak / limit (MB) | solutions | blank release |",
+             "|---|---|---|---|---|---|"]
+    limit_mb = cgroup.BINDER_LIMIT / 2**20
     for chapter, run in runs.items():
         sol, blank = grades.get(("solutions", chapter), {}), grades.get(("blank", chapter), {})
-        lines.append(f"| {chapter} | {run['seconds']:.1f} | {run['peak_mb']:.0f} | "
+        over = " **over**" if run["peak_mb"] > KERNEL_BUDGET_MB else ""
+        group = "-" if run.get("cgroup_peak_mb") is None else f"{run['cgroup_peak_mb']:.0f} / {limit_mb:.0f}"
+        lines.append(f"| {chapter} | {run['seconds']:.1f} | {run['peak_mb']:.0f} / {KERNEL_BUDGET_MB}{over} | {group} | "
                      f"{sol.get('score', 0):g}/{sol.get('max_score', 0):g} | {blank.get('score', 0):g}/{blank.get('max_score', 0):g} |")
     for chapter, run in runs.items():
         lines += ["", f"## {chapter}", ""] + key_results(Path(run["executed"]), BUILD / "figures")
@@ -225,7 +290,8 @@ def write_report(runs: dict[str, dict], grades: dict[tuple[str, str], dict]) -> 
 
 
 def run(profile: str = "cpu") -> int:
-    """The main job; returns a process exit code (non-zero when a chapter fails or grades are off)."""
+    """The main job; returns a process exit code (non-zero when a chapter fails or grades are off).
+    Each chapter runs inside Binder's memory limit (:func:`execute_chapter`)."""
     found = chapters()
     if not found:
         print("no chapter in notebooks/source yet: nothing to execute, release or grade")
@@ -234,7 +300,9 @@ def run(profile: str = "cpu") -> int:
     for i, chapter in enumerate(execution_order(found), start=1):
         print(f"[{i}/{len(found)}] executing {chapter} (COURSE_PROFILE={profile}) ...", flush=True)
         runs[chapter] = execute_chapter(chapter, profile)
-        print(f"      {runs[chapter]['seconds']:.1f} s, peak {runs[chapter]['peak_mb']:.0f} MB", flush=True)
+        done = runs[chapter]
+        group = "" if done["cgroup_peak_mb"] is None else f", cgroup peak {done['cgroup_peak_mb']:.0f} MB"
+        print(f"      {done['seconds']:.1f} s, kernel peak {done['peak_mb']:.0f} MB of {KERNEL_BUDGET_MB}{group}", flush=True)
     print("regenerating the release ...", flush=True)
     release()
     print("autograding the solutions and the blank release ...", flush=True)

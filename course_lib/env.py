@@ -23,22 +23,27 @@ PROFILES = ("full", "cpu", "tiny")
 HUB_TIMEOUT_S = 1.5
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
-# Versions this course is tested with: lower bound inclusive, upper bound exclusive.
+# Versions this course is tested with: lower bound inclusive (pyproject.toml's, the platforms'
+# oldest: tests/test_setup.py checks they agree), upper bound exclusive.
 TESTED_VERSIONS = {
-    "torch": ("2.2", "2.14"),
+    "torch": ("2.10", "2.14"),
     "transformers": ("5.0", "6.0"),
-    "datasets": ("3.0", "6.0"),
+    "datasets": ("4.0", "6.0"),
     "evaluate": ("0.4.3", "0.5"),
-    "accelerate": ("1.0", "2.0"),
-    "numpy": ("1.26", "3.0"),
-    "scipy": ("1.11", "2.0"),
-    "matplotlib": ("3.7", "4.0"),
+    "accelerate": ("1.13", "2.0"),
+    "numpy": ("2.0.2", "3.0"),
+    "scipy": ("1.16.3", "2.0"),
+    "matplotlib": ("3.10", "4.0"),
     "faiss-cpu": ("1.8", "2.0"),
     "nbgrader": ("0.9", "0.10"),
     "jupyterlab": ("4.0", "5.0"),
 }
+# What only an instructor runs: never reported on a student platform.
+INSTRUCTOR_ONLY = ("nbgrader", "jupyterlab")
+STUDENT_PLATFORMS = ("colab", "kaggle")
 
 _hub_answer: bool | None = None
+_cuda_answer: tuple[bool, str] | None = None
 
 
 def platform() -> str:
@@ -90,19 +95,58 @@ def gpu_hint(where: str | None = None) -> str:
     return "No GPU found: this chapter runs on the CPU with the smaller 'cpu' profile."
 
 
+def cuda_usable(*, refresh: bool = False) -> tuple[bool, str]:
+    """``(usable, why)``: can this torch run one small operation on the CUDA device?
+
+    ``torch.cuda.is_available()`` is not enough: a GPU older than the installed build
+    supports (Kaggle's P100 with today's cu12x wheels) is "available", then the first
+    kernel fails. Decided once, by a tiny multiplication on the device, then cached.
+    """
+    global _cuda_answer
+    if _cuda_answer is not None and not refresh:
+        return _cuda_answer
+    try:
+        import torch
+    except ImportError:
+        _cuda_answer = (False, "torch is not installed")
+        return _cuda_answer
+    if not torch.cuda.is_available():
+        _cuda_answer = (False, "no CUDA device")
+        return _cuda_answer
+    try:
+        name = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001 (any driver error means the same: unusable)
+        name = "CUDA"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # torch warns about unsupported capabilities; we say it plainly
+            probe = torch.ones(2, device="cuda") * 2
+            ok = float(probe.sum().item()) == 4.0
+    except Exception as err:  # noqa: BLE001 (RuntimeError or AcceleratorError, by torch version)
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        _cuda_answer = (False, f"a {name} GPU is attached, but torch {torch.__version__} cannot run on it "
+                               f"({first_line}); the chapter runs on the CPU")
+        return _cuda_answer
+    _cuda_answer = (ok, name if ok else f"a {name} GPU is attached, but it computed 2 x [1, 1] wrongly; "
+                                        "the chapter runs on the CPU")
+    return _cuda_answer
+
+
 def device(*, want_gpu: bool = False) -> str:
-    """``cuda``, ``mps`` or ``cpu``; with ``want_gpu`` print how to enable a GPU when there is none."""
+    """``cuda`` (when a small operation runs there, :func:`cuda_usable`), ``mps`` or ``cpu``;
+    with ``want_gpu`` print how to enable a GPU, or why the attached one is not used."""
     try:
         import torch
     except ImportError:
         return "cpu"
-    if torch.cuda.is_available():
+    usable, why = cuda_usable()
+    if usable:
         return "cuda"
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return "mps"
     if want_gpu:
-        print(gpu_hint())
+        print(why[0].upper() + why[1:] + "." if torch.cuda.is_available() else gpu_hint())
     return "cpu"
 
 
@@ -160,21 +204,29 @@ def hub_available(*, refresh: bool = False) -> bool:
     return _hub_answer
 
 
-def profile() -> str:
-    """``full``, ``cpu`` or ``tiny``: ``COURSE_PROFILE`` if set, else chosen from where we run.
+def profile_reason() -> tuple[str, str]:
+    """``(profile, why)``: ``COURSE_PROFILE`` if set, else chosen from where we run.
 
-    ``tiny`` under nbgrader and pytest; ``full`` with a CUDA GPU and the hub; ``cpu`` otherwise.
+    ``tiny`` under nbgrader and pytest; ``full`` with a usable CUDA GPU and the hub; ``cpu`` otherwise.
     """
     chosen = os.environ.get("COURSE_PROFILE", "").strip().lower()
     if chosen:
         if chosen not in PROFILES:
             raise ValueError(f"COURSE_PROFILE must be one of {PROFILES}, got {chosen!r}")
-        return chosen
-    if in_grading() or "PYTEST_CURRENT_TEST" in os.environ:
-        return "tiny"
-    if device() == "cuda" and hub_available():
-        return "full"
-    return "cpu"
+        return chosen, "COURSE_PROFILE is set"
+    if in_grading():
+        return "tiny", "nbgrader is grading"
+    if "PYTEST_CURRENT_TEST" in os.environ:
+        return "tiny", "running under pytest"
+    gpu, hub = device() == "cuda", hub_available()
+    if gpu and hub:
+        return "full", "a usable CUDA GPU and the model hub"
+    return "cpu", "no usable GPU" if hub else ("a GPU but no model hub" if gpu else "no usable GPU, no model hub")
+
+
+def profile() -> str:
+    """``full``, ``cpu`` or ``tiny``: the first item of :func:`profile_reason`."""
+    return profile_reason()[0]
 
 
 def set_seed(seed: int = 0) -> None:
@@ -200,11 +252,15 @@ def _version(dist: str) -> str | None:
 
 
 def version_warnings() -> list[str]:
-    """Plain-words warnings for required packages missing or outside :data:`TESTED_VERSIONS`."""
+    """Plain-words warnings for required packages missing or outside :data:`TESTED_VERSIONS`
+    (on Colab and Kaggle, nothing about :data:`INSTRUCTOR_ONLY` packages)."""
     from packaging.version import Version
 
+    student = platform() in STUDENT_PLATFORMS
     notes = []
     for dist, (low, high) in TESTED_VERSIONS.items():
+        if student and dist in INSTRUCTOR_ONLY:
+            continue
         found = _version(dist)
         if found is None:
             notes.append(f"{dist} is not installed; some cells will fail.")
@@ -214,19 +270,33 @@ def version_warnings() -> list[str]:
 
 
 def report() -> str:
-    """One plain-text table: platform, profile, device, Python, and package versions."""
+    """One plain-text table: platform, profile and why, device, Python, course and package versions."""
+    from . import __version__
+
+    chosen, why = profile_reason()
+    usable, cuda_why = cuda_usable()
     rows = [
         ("platform", platform()),
-        ("profile", profile()),
-        ("device", device()),
+        ("profile", f"{chosen} ({why})"),
+        ("device", device() + (f" ({cuda_why})" if usable or _has_cuda() else "")),
         ("grading", "yes" if in_grading() else "no"),
         ("python", sys.version.split()[0]),
+        ("qair-course", __version__),
     ]
-    rows += [(dist, _version(dist) or "not installed") for dist in TESTED_VERSIONS]
+    shown = [d for d in TESTED_VERSIONS if not (platform() in STUDENT_PLATFORMS and d in INSTRUCTOR_ONLY)]
+    rows += [(dist, _version(dist) or "not installed") for dist in shown]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines += [f"WARNING: {note}" for note in version_warnings()]
     return "\n".join(lines)
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def quiet() -> None:
@@ -261,7 +331,9 @@ def setup_notebook(seed: int = 0, *, show: bool = True) -> str:
 
     Seeds everything, decides the hub question once (so offline fails fast),
     silences logs in grading mode and tiny profile, sets plot defaults, and
-    prints :func:`report`. Returns the chosen profile.
+    prints :func:`report` once; on Colab and Kaggle without a usable GPU, also the
+    platform's own way to switch one on (or why the attached one is not used).
+    Returns the chosen profile.
     """
     set_seed(seed)
     hub_available()
@@ -271,4 +343,6 @@ def setup_notebook(seed: int = 0, *, show: bool = True) -> str:
     _matplotlib_defaults()
     if show:
         print(report())
+        if platform() in STUDENT_PLATFORMS and not in_grading():
+            device(want_gpu=True)
     return chosen

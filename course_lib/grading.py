@@ -1,31 +1,45 @@
-"""What the autograder test cells call: compare a student's function with the reference.
+"""What the autograder test cells call. The verdict is computed outside the student's kernel.
 
-A test cell reads::
+A test cell passes only names and data (no reference object ever sits in the notebook)::
 
-    from course_lib.grading import check, reference
-    ref = reference("course_lib.sparse.tf_weight")
-    check(tf_weight, ref, cases=[(0,), (1,), (10,)])            # visible: first failure shown
+    from course_lib.grading import check
+    check(tf_weight, "course_lib.sparse.tf_weight", cases=[(0,), (1,), (10,)], group="examples in the text")
     ### BEGIN HIDDEN TESTS
-    check(tf_weight, ref, random_cases=lambda rng: (int(rng.integers(0, 10**6)),), hidden=True)
+    check(tf_weight, "course_lib.sparse.tf_weight", group="random counts", hidden=True,
+          random_cases=lambda rng: (int(rng.integers(0, 10**6)),))
     ### END HIDDEN TESTS
 
-* Visible cases report the first failure in one line: ``tf_weight(10): expected 2.0, got 1.0``.
-* Hidden cases never show their inputs or values, only how many failed.
-* An exception in the student's code is reported with its type and message.
-* The reference is loaded afresh from ``course_lib``'s files (:func:`reference`), so a
-  student who monkeypatches ``course_lib`` cannot change what is expected, and while the
-  student's function runs the public reference is patched to raise: a solution that only
-  calls the reference does not pass.
-* Nothing is written to stderr (nbgrader scores a test cell with stderr output 0):
-  warnings and the student's stderr are captured while their code runs.
+Each ``check`` call is one *group* of cases, scored all or nothing; a test cell's points are
+shared equally among its groups (nbgrader partial credit).
+
+* **In the kernel** ``check`` runs the student's function on every case with every public
+  route to the graded behaviour blocked (the module attribute and every reference to it:
+  notebook globals, default arguments, closures, dispatch tables such as
+  ``metrics.evaluate_run``'s, the local ``evaluate`` metric, :func:`reference`), and emits a
+  record (:data:`RECORD_MIME`): a digest of the inputs and the student's outputs. Outside
+  autograding it also computes the expected values and gives immediate feedback: one line
+  when a visible group passes, ``tf_weight(10): expected 2.0, got 1.0`` when it fails, and
+  for hidden groups only how many cases failed.
+* **Under autograding** :func:`lockdown` runs when the kernel starts (before any student code):
+  the chapter's references are replaced everywhere they are referenced and dropped, and
+  re-executing their module files or starting a process is refused. ``check`` then only
+  records; :mod:`course_lib.judge`, in nbgrader's parent process, re-evaluates the
+  instructor's test cells in a clean process, checks each record against the inputs it
+  expects, compares with :data:`RULES` and sets the cell's score and feedback. Whatever the
+  kernel does to this module, to IPython or to the comparison functions changes nothing
+  but its own screen.
 """
 from __future__ import annotations
 
 import contextlib
+import gc
+import hashlib
 import importlib
 import importlib.util
 import io
+import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -34,18 +48,24 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+RECORD_MIME = "application/vnd.qair-course.check+json"
+MAX_RECORD_CHARS = 2_000_000  # a record larger than this is refused (the group scores 0)
 _fresh_modules: dict[str, Any] = {}
+_LOCKED: set[str] = set()  # dotted names removed from this process by lockdown()
+_judge_groups: list | None = None  # set by course_lib.judge: check() then only describes its group
 
 
 class ReferenceCalled(RuntimeError):
-    """Raised when the student's function calls the reference implementation it should rewrite."""
+    """Raised when the student's function reaches the library behaviour it should write itself."""
+
+
+# ---- the references and the routes to them ----------------------------------------------
 
 
 def reference(dotted: str) -> Callable:
-    """The reference ``course_lib.<module>.<name>`` loaded from its file on disk.
+    """The reference ``course_lib.<module>.<name>`` loaded afresh from its file (tests only).
 
-    The module is executed afresh under a private name, so attributes a student
-    replaced in the imported ``course_lib`` module do not leak into the expected values.
+    Test cells never call it; while student code runs it is blocked like the references.
     """
     module_name, _, attr = dotted.rpartition(".")
     if not module_name.startswith("course_lib."):
@@ -56,82 +76,30 @@ def reference(dotted: str) -> Callable:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)  # not registered in sys.modules: a private copy
         _fresh_modules[module_name] = module
-    function = getattr(_fresh_modules[module_name], attr)
-    function.__grading_public__ = dotted  # where the student would find it
-    return function
+    return getattr(_fresh_modules[module_name], attr)
 
 
-def _values_equal(expected: Any, got: Any, rtol: float, atol: float) -> bool:
-    if isinstance(expected, dict):
-        return (
-            isinstance(got, dict)
-            and set(expected) == set(got)
-            and all(_values_equal(expected[k], got[k], rtol, atol) for k in expected)
-        )
-    if isinstance(expected, str) or expected is None or isinstance(expected, bool):
-        return type(got) is type(expected) and got == expected
-    if isinstance(expected, (int, float, np.number)):
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            return False
-        expected = float(expected)
-        if not (math.isfinite(expected) and math.isfinite(got)):
-            return expected == got  # NaN never matches; infinities must agree
-        return math.isclose(expected, got, rel_tol=rtol, abs_tol=atol)
-    if isinstance(expected, (list, tuple, np.ndarray)):
-        try:
-            exp_arr, got_arr = np.asarray(expected), np.asarray(got)
-        except Exception:
-            return False
-        if exp_arr.dtype.kind in "fiub" and got_arr.dtype.kind in "fiub":
-            return exp_arr.shape == got_arr.shape and bool(np.allclose(got_arr, exp_arr, rtol=rtol, atol=atol))
-        return len(expected) == len(got) and all(_values_equal(e, g, rtol, atol) for e, g in zip(expected, got))
-    return bool(expected == got)
+def routes(target: str) -> tuple[str, ...]:
+    """Every public dotted name that must refuse while the student's version of ``target`` runs."""
+    from . import references
+
+    return (target, *references.ALSO_BLOCKED.get(target, ()), "course_lib.grading.reference")
 
 
-def same_ranking(expected: tuple, got: Any, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
-    """``(ids, scores)`` rankings agree: equal scores in order, and equal ids up to reordering inside ties.
-
-    The last tie group may be cut by the top-k boundary, so any ids of that score are accepted there.
-    """
-    try:
-        exp_ids, exp_scores = expected
-        got_ids, got_scores = got
-    except (TypeError, ValueError):
-        return False
-    if len(got_ids) != len(exp_ids) or not _values_equal(list(exp_scores), list(got_scores), rtol, atol):
-        return False
-    start = 0
-    while start < len(exp_ids):
-        end = start
-        while end < len(exp_ids) and math.isclose(exp_scores[end], exp_scores[start], rel_tol=rtol, abs_tol=atol):
-            end += 1
-        if end < len(exp_ids) and sorted(map(str, exp_ids[start:end])) != sorted(map(str, got_ids[start:end])):
-            return False
-        start = end
-    return True
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _call_text(name: str, args: tuple, kwargs: dict) -> str:
-    parts = [_short(a, 60) for a in args] + [f"{k}={_short(v, 60)}" for k, v in kwargs.items()]
-    return f"{name}({', '.join(parts)})"
+def _public(dotted: str) -> Any:
+    module_name, _, attr = dotted.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 class _Blocked:
-    """Stands in for the reference while the student's code runs: calling it, or reaching
-    into it (``InvertedIndex.build``), raises :class:`ReferenceCalled`."""
+    """Stands in for a reference while student code runs: calling it, or reaching into it
+    (``InvertedIndex.build``), raises :class:`ReferenceCalled`."""
 
     def __init__(self, public: str):
-        self._public = public
+        object.__setattr__(self, "_public", public)
 
     def _refuse(self):
-        raise ReferenceCalled(f"your function calls {self._public}: write it yourself instead")
+        raise ReferenceCalled(f"your function calls {object.__getattribute__(self, '_public')}: write it yourself instead")
 
     def __call__(self, *args, **kwargs):
         self._refuse()
@@ -139,63 +107,343 @@ class _Blocked:
     def __getattr__(self, name):
         self._refuse()
 
+    def __repr__(self):
+        return f"<blocked {object.__getattribute__(self, '_public')}>"
+
+
+def _swap_everywhere(original: Any, replacement: Any, skip: set[int]) -> list[tuple[Any, Any, Any]]:
+    """Replace ``original`` by ``replacement`` in every dict, list, closure cell and default
+    arguments that refer to it (module tables, notebook globals, dispatch tables, closures).
+
+    Returns undo entries ``(container, key, original)``.
+    """
+    undo = []
+    for holder in gc.get_referrers(original):
+        if id(holder) in skip:
+            continue
+        if type(holder) is dict:
+            for key, value in list(holder.items()):
+                if value is original:
+                    holder[key] = replacement
+                    undo.append((holder, key, original))
+        elif type(holder) is list:
+            for i, value in enumerate(holder):
+                if value is original:
+                    holder[i] = replacement
+                    undo.append((holder, i, original))
+        elif type(holder).__name__ == "cell":
+            holder.cell_contents = replacement
+            undo.append((holder, "cell_contents", original))
+        elif type(holder) is tuple:  # default arguments of a function
+            for fn in gc.get_referrers(holder):
+                if callable(fn) and getattr(fn, "__defaults__", None) is holder:
+                    defaults = list(holder)
+                    for i, value in enumerate(defaults):
+                        if value is original:
+                            defaults[i] = replacement
+                    fn.__defaults__ = tuple(defaults)
+                    undo.append((fn, "__defaults__", holder))
+    return undo  # no closure in this function: `original` must not live in a cell it would swap
+
+
+def _undo(entries) -> None:
+    for container, key, value in reversed(entries):
+        if isinstance(container, (dict, list)):
+            container[key] = value
+        else:
+            setattr(container, key, value)
+
 
 @contextlib.contextmanager
-def _reference_blocked(student: Callable, ref: Callable):
-    """While the student's code runs, every public route to the reference raises."""
-    public = getattr(ref, "__grading_public__", None)
-    blocked = _Blocked(public)
-
-    patched: list[tuple[Any, str, Any]] = []
-    if public:
-        module_name, _, attr = public.rpartition(".")
-        module = sys.modules.get(module_name) or importlib.import_module(module_name)
-        original = getattr(module, attr)
-        patched.append((module, attr, original))
-        namespace = getattr(student, "__globals__", {})  # a notebook's `from ... import name`
-        patched += [(namespace, key, value) for key, value in namespace.items() if value is original]
-        cells = getattr(student, "__closure__", None) or ()
-        patched += [(cell, "cell_contents", original) for cell in cells if _cell_value(cell) is original]
-
-    def put(target, key, value):
-        if isinstance(target, dict):
-            target[key] = value
-        else:
-            setattr(target, key, value)
-
+def _blocked(target: str):
+    """While the student's code runs, every route of :func:`routes` raises (undone afterwards)."""
+    undo: list = []
     try:
-        for target, key, _ in patched:
-            put(target, key, blocked)
+        for dotted in routes(target):
+            if dotted in _LOCKED:
+                continue
+            module_name, _, attr = dotted.rpartition(".")
+            fresh = getattr(_fresh_modules.get(module_name), attr, None)  # a copy from reference()
+            for original in (_public(dotted), fresh):
+                if original is not None and not isinstance(original, _Blocked):
+                    undo += _swap_everywhere(original, _Blocked(dotted), skip={id(undo)})
+            del original, fresh
         yield
     finally:
-        for target, key, value in reversed(patched):
-            put(target, key, value)
+        _undo(undo)
 
 
-def _cell_value(cell) -> Any:
-    try:
-        return cell.cell_contents
-    except ValueError:  # an empty cell
-        return None
+def kernel_start() -> None:
+    """Run by the grading kernel at start (``nbgrader_config.py``): :func:`lockdown` under autograde."""
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde":
+        lockdown()
 
 
-def _run_student(student: Callable, ref: Callable, args: tuple, kwargs: dict) -> tuple[bool, Any]:
-    """(ok, result or 'Type: message'), with warnings and stderr swallowed."""
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), _reference_blocked(student, ref):
-        warnings.simplefilter("ignore")
+def lockdown(chapter: str | None = None) -> list[str]:
+    """Remove the chapter's references from this process for good (autograding only).
+
+    Runs when the grading kernel starts, before any student code: each route of the
+    chapter's targets is replaced everywhere it is referenced, and an audit hook refuses to
+    re-execute those modules' files and to start processes (a fresh interpreter would have
+    the library back). Returns the dotted names removed.
+    """
+    from . import references
+
+    chapter = chapter or os.environ.get("COURSE_CHAPTER") or Path.cwd().name  # autograded/<student>/<chapter>/
+    targets = references.TARGETS.get(chapter) or [t for ts in references.TARGETS.values() for t in ts]
+    removed = []
+    for target in targets:
+        for dotted in routes(target):
+            if dotted in _LOCKED:
+                continue
+            original = _public(dotted)
+            _swap_everywhere(original, _Blocked(dotted), skip=set())
+            del original
+            _LOCKED.add(dotted)
+            removed.append(dotted)
+    _fresh_modules.clear()
+    files = frozenset(str(PACKAGE_DIR.joinpath(*d.rpartition(".")[0].split(".")[1:]).with_suffix(".py")) for d in removed)
+    sys.addaudithook(_refuser(files))
+    return removed
+
+
+def _refuser(files: frozenset) -> Callable:
+    processes = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty")
+
+    def hook(event, args):
+        if event == "exec" and getattr(args[0], "co_filename", None) in files:
+            raise ReferenceCalled("re-executing the course library's reference code is not allowed while grading")
+        if event in processes:
+            raise ReferenceCalled("starting a process is not allowed while grading")
+
+    return hook
+
+
+# ---- values as data: what a record carries ------------------------------------------------
+
+
+def encode(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe, type-preserving form of ``value`` (tuples, arrays, dicts with any keys, NaN).
+
+    Anything else becomes ``{"x": type name}``, which equals nothing.
+    """
+    if depth > 40:
+        return {"x": "too deeply nested"}
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic):
+        return encode(value.item(), depth)
+    if isinstance(value, int):
+        return value if abs(value) < 2**63 else {"x": "int too large"}
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"f": repr(value)}
+    if isinstance(value, tuple):
+        return {"t": [encode(v, depth + 1) for v in value]}
+    if isinstance(value, list):
+        return [encode(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {"d": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
+    if isinstance(value, (set, frozenset)):
+        return {"s": sorted((encode(v, depth + 1) for v in value), key=lambda v: json.dumps(v, sort_keys=True))}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biufU":
+            return {"x": f"array of {value.dtype}"}
+        return {"a": encode(value.tolist(), depth + 1), "dtype": value.dtype.str, "shape": list(value.shape)}
+    return {"x": type(value).__name__}
+
+
+class Unsupported:
+    """A decoded value of a type a record cannot carry: equal to nothing."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __eq__(self, other):
+        return False
+
+    def __repr__(self):
+        return f"<{self.what}>"
+
+
+def decode(data: Any) -> Any:
+    """The inverse of :func:`encode`."""
+    if isinstance(data, list):
+        return [decode(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    if "t" in data:
+        return tuple(decode(v) for v in data["t"])
+    if "d" in data:
+        out = {}
+        for k, v in data["d"]:
+            key = decode(k)
+            try:
+                out[key] = decode(v)
+            except TypeError:
+                return Unsupported("dict with unhashable keys")
+        return out
+    if "f" in data:
+        return float(data["f"])
+    if "s" in data:
+        return set(decode(v) for v in data["s"])
+    if "a" in data:
+        return np.array(decode(data["a"]), dtype=np.dtype(data["dtype"])).reshape(data["shape"])
+    return Unsupported(str(data.get("x", "unknown value")))
+
+
+def inputs_digest(calls: list[tuple[tuple, dict]]) -> str:
+    """sha256 of the encoded inputs: the judge computes the same from the instructor's cell."""
+    text = json.dumps([[encode(list(a)), encode(k)] for a, k in calls], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---- comparison rules ---------------------------------------------------------------------
+
+
+def values_equal(expected: Any, got: Any, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
+    """The default rule. Numbers: ``got`` a real number (never a bool or a string) within
+    ``rtol``/``atol``, NaN never equal, infinities equal only to themselves. Strings, None and
+    bools: same type and value (a numpy string is a string). Dicts: same keys, values by this rule. Lists, tuples and arrays:
+    interchangeable, same length (same shape for numeric arrays), elements by this rule."""
+    if isinstance(expected, dict):
+        return (isinstance(got, dict) and set(expected) == set(got)
+                and all(values_equal(expected[k], got[k], rtol, atol) for k in expected))
+    if isinstance(expected, str):  # numpy's str_ is a str, as it is once the record is JSON
+        return isinstance(got, str) and got == expected
+    if isinstance(expected, (bool, np.bool_)) or expected is None:
+        return type(got) is type(expected) and got == expected
+    if isinstance(expected, (int, float, np.number)):
+        if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, float, np.number)):
+            return False
+        e, g = float(expected), float(got)
+        if not (math.isfinite(e) and math.isfinite(g)):
+            return e == g
+        return math.isclose(e, g, rel_tol=rtol, abs_tol=atol)
+    if isinstance(expected, (list, tuple, np.ndarray)):
+        if not isinstance(got, (list, tuple, np.ndarray)):
+            return False
         try:
-            return True, student(*_copy(args), **_copy(kwargs))
-        except ReferenceCalled as err:
-            return False, str(err)
-        except Exception as err:  # the student's bug, reported in one line
-            return False, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            exp_arr, got_arr = np.asarray(expected), np.asarray(got)
+        except Exception:
+            exp_arr = got_arr = None
+        if exp_arr is not None and exp_arr.dtype.kind in "fiu" and got_arr.dtype.kind in "fiu":
+            return exp_arr.shape == got_arr.shape and bool(np.allclose(got_arr, exp_arr, rtol=rtol, atol=atol))
+        return len(expected) == len(got) and all(values_equal(e, g, rtol, atol) for e, g in zip(expected, got))
+    return bool(expected == got)
 
 
-def _copy(value: Any) -> Any:
-    """Deep-enough copy so a student who mutates an input cannot change the reference's input."""
-    import copy
+def same_ranking(expected: tuple, got: Any, k: int | None = None, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
+    """``got = (ids, scores)`` is a correct top ``k`` of the reference's complete ranking ``expected``.
 
-    return copy.deepcopy(value)
+    Scores equal the reference's first ``min(k, N)`` scores in order; the ids within each run of
+    equal scores are distinct and each has that score in the reference (so the last run, cut by
+    the top-k boundary, may hold any of the tied ids, but never an id the reference lacks).
+    """
+    try:
+        exp_ids, exp_scores = list(expected[0]), list(expected[1])
+        got_ids, got_scores = list(got[0]), list(got[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        return False
+    n = len(exp_ids) if k is None else min(int(k), len(exp_ids))
+    if len(got_ids) != n or len(got_scores) != n or not values_equal(exp_scores[:n], got_scores, rtol, atol):
+        return False
+    start = 0
+    while start < n:
+        end = start
+        while end < n and math.isclose(exp_scores[end], exp_scores[start], rel_tol=rtol, abs_tol=atol):
+            end += 1
+        tied = [i for i, s in zip(exp_ids, exp_scores) if math.isclose(s, exp_scores[start], rel_tol=rtol, abs_tol=atol)]
+        group = got_ids[start:end]
+        try:
+            if len(set(group)) != len(group) or not all(any(_same_id(g, t) for t in tied) for g in group):
+                return False
+        except TypeError:  # unhashable ids
+            return False
+        start = end
+    return True
+
+
+def _same_id(got: Any, expected: Any) -> bool:
+    """Equal ids of one kind: strings (numpy's included) or integers (numpy's included, never bools)."""
+    if isinstance(expected, str):
+        return isinstance(got, str) and got == expected
+    if isinstance(expected, (int, np.integer)) and not isinstance(expected, (bool, np.bool_)):
+        return isinstance(got, (int, np.integer)) and not isinstance(got, (bool, np.bool_)) and got == expected
+    return type(got) is type(expected) and got == expected
+
+
+def _pairs(result: Any) -> tuple[list, list] | None:
+    try:
+        pairs = [(d, s) for d, s in result]
+    except (TypeError, ValueError):
+        return None
+    return [d for d, _ in pairs], [s for _, s in pairs]
+
+
+def same_hits(expected: tuple, got: Any, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
+    """Rankings as ``[(id, score), ...]``: :func:`same_ranking` of ``expected = (pairs, k)``."""
+    pairs, k = expected
+    got_split = _pairs(got)
+    return got_split is not None and same_ranking(_pairs(pairs), got_split, k, rtol, atol)
+
+
+def same_ids_ranking(expected: tuple, got: Any, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
+    """Rankings as ``(ids, scores)``: :func:`same_ranking` of ``expected = ((ids, scores), k)``."""
+    ranking, k = expected
+    return same_ranking(ranking, got, k, rtol, atol)
+
+
+def same_index(expected: dict, got: Any, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
+    """Inverted indexes ``{term: [(doc_id, tf, [positions]), ...]}``: equal as plain ints, postings in order."""
+    try:
+        plain = {t: [(int(d), int(tf), [int(p) for p in pos]) for d, tf, pos in postings] for t, postings in got.items()}
+        want = {t: [(int(d), int(tf), [int(p) for p in pos]) for d, tf, pos in postings] for t, postings in expected.items()}
+    except (AttributeError, TypeError, ValueError):
+        return False
+    if any(isinstance(x, bool) for postings in got.values() for posting in postings for x in posting[:2]):
+        return False
+    return plain == want
+
+
+def same_span(expected: Any, got: Any, rtol: float = 1e-6, atol: float = 1e-6) -> bool:
+    """Spans ``(i, j, score)`` or None: equal token indices and scores within tolerance."""
+    if expected is None or got is None:
+        return expected is None and got is None
+    try:
+        i, j, score = got
+    except (TypeError, ValueError):
+        return False
+    return (values_equal(expected[0], i, 0, 0) and values_equal(expected[1], j, 0, 0)
+            and values_equal(expected[2], score, rtol, atol))
+
+
+RULES: dict[str, Callable[..., bool]] = {
+    "values": values_equal, "ranking": same_ids_ranking, "hits": same_hits, "index": same_index, "span": same_span,
+}
+
+
+def shown(rule: str, expected: Any) -> Any:
+    """What a feedback line shows as the expected value."""
+    if rule == "hits":
+        pairs, k = expected
+        return pairs if k is None else pairs[:k]
+    if rule == "ranking":
+        (ids, scores), k = expected
+        return (ids, scores) if k is None else (ids[:k], scores[:k])
+    return expected
+
+
+# ---- running the student's function --------------------------------------------------------
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def call_text(name: str, args: tuple, kwargs: dict) -> str:
+    parts = [_short(a, 60) for a in args] + [f"{k}={_short(v, 60)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
 
 
 def _as_call(case: Any) -> tuple[tuple, dict]:
@@ -206,57 +454,124 @@ def _as_call(case: Any) -> tuple[tuple, dict]:
     return (case,), {}
 
 
-def check(
-    student: Callable,
-    ref: Callable,
-    cases: Iterable[Any] = (),
-    *,
-    random_cases: Callable[[np.random.Generator], Any] | None = None,
-    n_random: int = 25,
-    seed: int = 0,
-    hidden: bool = False,
-    compare: Callable[[Any, Any], bool] | None = None,
-    rtol: float = 1e-6,
-    atol: float = 1e-9,
-    hint: str = "",
-) -> None:
-    """Compare ``student`` with ``ref`` on ``cases`` and on ``n_random`` seeded random cases.
-
-    A case is a tuple of positional arguments, a dict of keyword arguments, or a
-    single argument. ``compare(expected, got)`` overrides the default comparison
-    (floats within ``rtol``/``atol``, containers elementwise); use
-    :func:`same_ranking` for rankings modulo ties. Raises ``AssertionError`` with a
-    one-line message on the first visible failure, or with the number of failed
-    hidden cases. Returns None on purpose: nbgrader reads a number displayed by a
-    test cell as partial credit.
-    """
-    __tracebackhide__ = True  # IPython and pytest show the student's line, not ours
-    if not callable(student):
-        raise AssertionError(f"expected a function, got {type(student).__name__}: define it in the exercise cell above")
-    name = getattr(student, "__name__", "your function")
-    equal = compare or (lambda e, g: _values_equal(e, g, rtol, atol))
+def calls_of(cases: Iterable[Any], random_cases: Callable | None, n_random: int, seed: int) -> list[tuple[tuple, dict]]:
+    """The (args, kwargs) of a group: its listed cases, then ``n_random`` seeded random ones."""
     calls = [_as_call(c) for c in cases]
     if random_cases is not None:
         rng = np.random.default_rng(seed)
         calls += [_as_call(random_cases(rng)) for _ in range(n_random)]
+    return calls
+
+
+def _run_student(student: Callable, args: tuple, kwargs: dict) -> dict:
+    """``{"out": encoded result}`` or ``{"error": "Type: message"}``; warnings and stderr swallowed.
+
+    Call it inside ``_blocked(target)``."""
+    import copy
+
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            result = student(*copy.deepcopy(args), **copy.deepcopy(kwargs))
+        except ReferenceCalled as err:
+            return {"error": str(err), "reference": True}
+        except Exception as err:  # the student's bug, reported in one line
+            return {"error": f"{type(err).__name__}: {err}" if str(err) else type(err).__name__}
+    return {"out": encode(result)}
+
+
+def autograding() -> bool:
+    """True in a kernel that :func:`lockdown` has locked (nbgrader autograde)."""
+    return bool(_LOCKED)
+
+
+def _emit(record: dict) -> None:
+    from IPython.display import display
+
+    display({RECORD_MIME: record, "text/plain": f"(record of {record['group']!r} for the grader)"}, raw=True)
+
+
+def check(
+    student: Callable,
+    target: str,
+    cases: Iterable[Any] = (),
+    *,
+    group: str = "examples",
+    random_cases: Callable[[np.random.Generator], Any] | None = None,
+    n_random: int = 25,
+    seed: int = 0,
+    hidden: bool = False,
+    compare: str = "values",
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    hint: str = "",
+) -> None:
+    """Run ``student`` on one group of cases and record its outputs for the grader.
+
+    ``target`` names the graded behaviour (``"course_lib.sparse.tf_weight"`` or an adapter in
+    :mod:`course_lib.references`). A case is a tuple of positional arguments, a dict of keyword
+    arguments, or a single argument. ``compare`` names a rule of :data:`RULES`. Outside
+    autograding, raises ``AssertionError`` with a one-line message when the group fails and
+    prints one line when a visible group passes. Returns None (nbgrader would read a displayed
+    number as partial credit).
+    """
+    __tracebackhide__ = True  # IPython and pytest show the student's line, not ours
+    if compare not in RULES:
+        raise ValueError(f"compare must be one of {sorted(RULES)}, got {compare!r}")
+    calls = calls_of(cases, random_cases, n_random, seed)
     if not calls:
         raise ValueError("check needs cases or random_cases")
-    failures = 0
-    for args, kwargs in calls:
-        expected = ref(*_copy(args), **_copy(kwargs))
-        ok, got = _run_student(student, ref, args, kwargs)
-        passed = ok and equal(expected, got)
-        if passed:
-            continue
-        if not hidden:
-            call = _call_text(name, args, kwargs)
-            detail = f"raised {got}" if not ok else f"expected {_short(expected)}, got {_short(got)}"
-            raise AssertionError(f"{call}: {detail}" + (f". Hint: {hint}" if hint else ""))
-        failures += 1
-        if not ok and got.startswith("your function calls"):
-            raise AssertionError(got)
-    if failures:
-        raise AssertionError(
-            f"{name} is wrong on {failures} of {len(calls)} hidden test cases (inputs not shown)."
-            + (f" Hint: {hint}" if hint else "")
-        )
+    name = getattr(student, "__name__", "your function")
+    if _judge_groups is not None:
+        _judge_groups.append({"name": name, "target": target, "group": group, "hidden": hidden, "calls": calls,
+                              "compare": compare, "rtol": rtol, "atol": atol, "hint": hint})
+        return None
+    if callable(student):
+        with _blocked(target):  # once per group: finding every reference walks the whole heap
+            results = [_run_student(student, args, kwargs) for args, kwargs in calls]
+    else:
+        results = [{"error": f"expected a function, got {type(student).__name__}"}] * len(calls)
+    record = {"target": target, "group": group, "hidden": hidden, "n": len(calls), "digest": inputs_digest(calls),
+              "results": results}
+    if len(json.dumps(record)) > MAX_RECORD_CHARS:
+        record["results"] = [{"error": "output too large to record"}] * len(calls)
+    _emit(record)
+    if autograding():
+        return None
+    message = feedback(name, target, group, hidden, calls, [_expected(target, a, k) for a, k in calls], results,
+                       compare, rtol, atol, hint)
+    if not message.startswith("✓"):
+        raise AssertionError(message)
+    if not hidden:
+        print(message)
+    return None
+
+
+def _expected(target: str, args: tuple, kwargs: dict) -> Any:
+    """The reference's value for one case, from a private copy of its module (feedback only)."""
+    import copy
+
+    return reference(target)(*copy.deepcopy(args), **copy.deepcopy(kwargs))
+
+
+def feedback(name: str, target: str, group: str, hidden: bool, calls: list, expected: list, results: list,
+             compare: str, rtol: float, atol: float, hint: str) -> str:
+    """One line on a group: ``✓ ...`` when every case passes, else what failed (hidden inputs never shown)."""
+    rule = RULES[compare]
+    failed = []
+    for (args, kwargs), want, res in zip(calls, expected, results):
+        if "error" in res:
+            if res.get("reference"):
+                return res["error"]
+            failed.append((args, kwargs, want, f"raised {res['error']}"))
+        elif not rule(want, decode(res["out"]), rtol=rtol, atol=atol):
+            failed.append((args, kwargs, want, f"expected {_short(shown(compare, want))}, got {_short(decode(res['out']))}"))
+    tip = f". Hint: {hint}" if hint else ""
+    if not failed:
+        return f"✓ {name}: the {len(calls)} {group} pass" if not hidden else f"✓ {name}: {group} pass"
+    if hidden:
+        kinds = sorted({d.split(":")[0] for *_, d in failed if d.startswith("raised")})
+        raised = f"; it raised {', '.join(k.removeprefix('raised ') for k in kinds)}" if kinds else ""
+        return f"{name} is wrong on {len(failed)} of {len(calls)} {group} (hidden: inputs not shown){raised}{tip}"
+    args, kwargs, _, detail = failed[0]
+    return f"{call_text(name, args, kwargs)}: {detail}{tip}"

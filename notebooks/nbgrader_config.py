@@ -22,13 +22,26 @@ c.LimitOutput.max_traceback = 50
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
+# Grading that the kernel cannot switch off (course_lib.grading, course_lib.judge):
+# * the kernel removes the chapter's references before any student code runs;
+# * test cells a submission deleted or whose metadata it edited are put back from the gradebook;
+# * JudgeTestCells scores each test cell from the records of its checks, outside the kernel;
+# * feedback shows each test cell without its hidden tests.
+from course_lib.nbgrader_ext import KERNEL_ARGUMENTS  # noqa: E402
+
+c.Execute.extra_arguments = KERNEL_ARGUMENTS
+c.OverwriteCells.add_missing_cells = True
+
 # One 10 MB line passes LimitOutput (it counts lines): also cut outputs by characters.
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern, LimitOutput, SaveAutoGrades,
+    AssignLatePenalties, CheckCellMetadata, Execute, GetGrades, IgnorePattern, LimitOutput,
+    SaveAutoGrades,
 )
 
 c.Autograde.autograde_preprocessors = [
-    Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, "course_lib.nbgrader_ext.LimitOutputChars",
+    Execute, "course_lib.nbgrader_ext.JudgeTestCells", IgnorePattern, ClearMetadataPreprocessor, LimitOutput, "course_lib.nbgrader_ext.LimitOutputChars",
     SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
 ]
+c.GenerateFeedback.preprocessors = [GetGrades, "course_lib.nbgrader_ext.ClearHiddenTestsInFeedback", CSSHTMLHeaderPreprocessor]

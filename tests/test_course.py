@@ -321,9 +321,10 @@ def test_report_has_pass_rates_distribution_problems_and_similar_pairs(graded):
     assert re.search(r"class='similar'>01_tfidf: extra_notebook and good, cosine 1\.00", report)
 
 
-def test_deleted_test_cell_earns_nothing_for_it(graded):
+def test_a_deleted_test_cell_is_restored_and_graded(graded):
+    """nbgrader puts the gradebook's copy of a deleted test cell back (add_missing_cells): the work is graded."""
     scratch, results = graded
-    assert results[("deleted_test", CH)]["score"] <= _max_points(scratch) - _first_test_points(scratch)
+    assert results[("deleted_test", CH)]["score"] == _max_points(scratch)
 
 
 def test_loud_output_is_truncated_and_still_graded(graded):
@@ -404,7 +405,10 @@ def test_report_shows_runtime_points_and_tagged_outputs(tmp_path, monkeypatch):
     grades = {("solutions", "02_bm25"): {"score": 12.0, "max_score": 12.0, "problem": ""},
               ("blank", "02_bm25"): {"score": 0.0, "max_score": 12.0, "problem": ""}}
     md = course.write_report(runs, grades).read_text()
-    assert "| 02_bm25 | 12.3 | 321 | 12/12 | 0/12 |" in md
+    assert "| 02_bm25 | 12.3 | 321 / 1536 | - | 12/12 | 0/12 |" in md      # no cgroup peak: "-"
+    runs["02_bm25"].update(peak_mb=1600.0, cgroup_peak_mb=1900.4)
+    md = course.write_report(runs, grades).read_text()
+    assert "| 02_bm25 | 12.3 | 1600 / 1536 **over** | 1900 / 2048 | 12/12 | 0/12 |" in md
     assert "BM25 nDCG@10 0.61" in md and "noise" not in md
     assert (tmp_path / "figures" / "02_bm25-0-1.png").read_bytes().startswith(b"\x89PNG")
     html = (tmp_path / "report.html").read_text()

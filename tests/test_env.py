@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import course_lib
 from course_lib import env, project
 
 PLATFORM_VARS = (
@@ -24,6 +25,7 @@ def clean_env(monkeypatch):
     for var in PLATFORM_VARS + env._OFFLINE_VARS + ("COURSE_PROFILE", "NBGRADER_EXECUTION", "HF_ENDPOINT"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(env, "_hub_answer", None)
+    monkeypatch.setattr(env, "_cuda_answer", None)
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)
@@ -200,10 +202,11 @@ def test_setup_notebook_quiets_grading_mode(monkeypatch, capsys):
 
 def test_project_urls_come_from_one_place():
     path = "notebooks/release/01_tfidf/01_tfidf.ipynb"
-    assert project.colab_url(path).endswith(f"{project.OWNER}/{project.NAME}/blob/{project.BRANCH}/{path}")
-    assert project.kaggle_url(path) == f"https://kaggle.com/kernels/welcome?src={project.REPO_URL}/blob/main/{path}"
-    assert project.binder_url().startswith("https://mybinder.org/v2/gh/")
-    assert project.PIP_SPEC == f"git+{project.REPO_URL}@{project.BRANCH}"
+    assert project.TAG == f"v{course_lib.__version__}"
+    assert project.colab_url(path).endswith(f"{project.OWNER}/{project.NAME}/blob/{project.TAG}/{path}")
+    assert project.kaggle_url(path) == f"https://kaggle.com/kernels/welcome?src={project.REPO_URL}/blob/{project.TAG}/{path}"
+    assert project.binder_url() == f"https://mybinder.org/v2/gh/{project.OWNER}/{project.NAME}/{project.TAG}"
+    assert project.PIP_SPEC == f"qair-course @ git+{project.REPO_URL}@{project.TAG}"
 
 
 def test_memory_limit_is_the_least_of_ram_cgroup_and_binder(monkeypatch, tmp_path):
@@ -219,3 +222,95 @@ def test_memory_limit_is_the_least_of_ram_cgroup_and_binder(monkeypatch, tmp_pat
     assert env.memory_limit() == min(ram, 3 * 2**30)
     monkeypatch.setenv("MEM_LIMIT", str(2 * 2**30))   # what mybinder.org sets
     assert env.memory_limit() == min(ram, 2 * 2**30)
+
+
+def _fake_cuda(monkeypatch, *, kernels: bool):
+    """A CUDA device torch reports as available; with ``kernels=False`` its first operation fails
+    the way a Kaggle P100 does with today's cu12x builds."""
+    real_ones = torch.ones
+
+    def ones(*size, device=None, **kwargs):
+        if device == "cuda":
+            if not kernels:
+                raise RuntimeError("CUDA error: no kernel image is available for execution on the device\n"
+                                   "CUDA kernel errors might be asynchronously reported")
+            return real_ones(*size, **kwargs)
+        return real_ones(*size, device=device, **kwargs)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Tesla P100-PCIE-16GB")
+    monkeypatch.setattr(torch, "ones", ones)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def test_a_gpu_torch_cannot_drive_is_reported_plainly_and_the_cpu_used(monkeypatch, capsys):
+    _fake_cuda(monkeypatch, kernels=False)
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    assert env.device(want_gpu=True) == "cpu"
+    said = capsys.readouterr().out.strip()
+    assert said.splitlines() == [said]
+    assert "Tesla P100-PCIE-16GB" in said and f"torch {torch.__version__} cannot run on it" in said
+    assert "no kernel image" in said and "runs on the CPU" in said
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    monkeypatch.setattr(env, "hub_available", lambda **_: True)
+    assert env.profile_reason() == ("cpu", "no usable GPU")
+
+
+def test_a_gpu_that_computes_is_used(monkeypatch):
+    _fake_cuda(monkeypatch, kernels=True)
+    assert env.cuda_usable() == (True, "Tesla P100-PCIE-16GB")
+    assert env.device() == "cuda"
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    monkeypatch.setattr(env, "hub_available", lambda **_: True)
+    assert env.profile_reason() == ("full", "a usable CUDA GPU and the model hub")
+
+
+def test_the_probe_runs_once(monkeypatch):
+    _fake_cuda(monkeypatch, kernels=True)
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: calls.append(1) or "GPU")
+    env.device(), env.device(), env.profile()
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("where", ["COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"])
+def test_student_platforms_hear_nothing_about_instructor_packages(monkeypatch, where):
+    monkeypatch.setattr(env, "_version", lambda dist: None if dist in env.INSTRUCTOR_ONLY else env.TESTED_VERSIONS[dist][0])
+    assert any("nbgrader" in w for w in env.version_warnings())     # on a laptop the instructor hears it
+    monkeypatch.setenv(where, "x")
+    assert env.version_warnings() == []
+    assert "nbgrader" not in env.report() and "jupyterlab" not in env.report()
+
+
+def test_first_cell_says_platform_profile_why_device_and_gpu_hint_once(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "x")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    assert env.setup_notebook() == "cpu"
+    out = capsys.readouterr().out
+    assert "platform      colab" in out and "profile       cpu (no usable GPU, no model hub)" in out
+    assert "device        cpu" in out and f"qair-course   {course_lib.__version__}" in out
+    assert out.count("Runtime > Change runtime type") == 1
+    monkeypatch.delenv("COLAB_RELEASE_TAG")
+    env.setup_notebook()
+    assert "Change runtime type" not in capsys.readouterr().out     # no platform menu off the platforms
+
+
+def test_profile_reason_names_the_variable_and_grading(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")
+    assert env.profile_reason() == ("cpu", "COURSE_PROFILE is set")
+    monkeypatch.delenv("COURSE_PROFILE")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert env.profile_reason() == ("tiny", "nbgrader is grading")
+
+
+def test_a_submission_from_another_release_is_flagged():
+    assert project.version_warning({"metadata": {"qair_course": {"version": course_lib.__version__}}}) is None
+    other = project.version_warning({"metadata": {"qair_course": {"version": "0.0.9"}}}, installed="0.1.0")
+    assert "'0.0.9'" in other and "0.1.0" in other
+    for hostile in ({}, {"metadata": None}, {"metadata": {"qair_course": "0.1.0"}},
+                    {"metadata": {"qair_course": {"version": 1}}}, [], None):
+        assert "records no course version" in project.version_warning(hostile, installed="0.1.0")
+    assert len(project.version_warning({"metadata": {"qair_course": {"version": "x" * 10_000}}})) < 300

@@ -39,3 +39,12 @@ def test_chapter_states_its_budget_and_profiles(chapter):
     assert nb.cells[2].cell_type == "markdown" and opening.startswith("# Chapter")
     for word in ("budget", "`cpu`", "`tiny`", "`full`"):
         assert word in opening, f"{chapter}'s opening cell must state {word}"
+
+
+def test_chapter_5_keeps_earlier_checkpoints():
+    """A rerun resumes from the checkpoints in squad.output_dir (Drive, /kaggle/working or the cache):
+    no cell deletes them."""
+    nb = nbformat.read(ROOT / "notebooks" / "source" / "05_squad_finetuning" / "05_squad_finetuning.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "OUTPUT_DIR = squad.output_dir(PROFILE)" in code
+    assert "rmtree(OUTPUT_DIR" not in code

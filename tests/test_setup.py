@@ -64,10 +64,69 @@ def test_every_declared_dependency_is_pinned_and_the_pin_meets_its_lower_bound()
         assert req.specifier.contains(pinned), f"{name}: pin {pinned} outside {req.specifier}"
 
 
-def test_python_range_and_package_data():
+def _platforms() -> dict:
+    return tomllib.loads((ROOT / "platforms.toml").read_text())
+
+
+def test_python_range_has_no_cap_and_admits_every_platform_python():
+    from packaging.specifiers import SpecifierSet
+
     project = _pyproject()
-    assert project["project"]["requires-python"] == ">=3.10,<3.13"
+    requires = SpecifierSet(project["project"]["requires-python"])
+    assert not any(spec.operator in ("<", "<=", "==", "~=") for spec in requires), requires
+    for name, platform in _platforms().items():
+        assert requires.contains(platform["python"]), f"{name}'s Python {platform['python']} is refused by {requires}"
+    assert requires.contains(f"{sys.version_info.major}.{sys.version_info.minor}")   # the rehearsals' Python
     assert "data/collection/*.json" in project["tool"]["setuptools"]["package-data"]["course_lib"]
+
+
+def _lower_bounds() -> dict[str, str]:
+    bounds = {}
+    for spec in _pyproject()["project"]["dependencies"]:
+        req = Requirement(spec)
+        (low,) = [s.version for s in req.specifier if s.operator == ">="]
+        bounds[req.name.lower()] = low
+    return bounds
+
+
+def test_lower_bounds_are_the_oldest_version_a_platform_preinstalls():
+    """So the first cell never replaces a platform's package, and the lower-bounds rehearsal
+    installs what a platform runs."""
+    from packaging.version import Version
+
+    bounds = _lower_bounds()
+    for dist, low in bounds.items():
+        shipped = [p["preinstalled"][k] for p in _platforms().values() for k in p["preinstalled"]
+                   if k.lower().replace("_", "-") == dist]
+        if shipped:
+            assert Version(low) == min(Version(v) for v in shipped), f"{dist}>={low}, platforms ship {shipped}"
+
+
+def test_report_ranges_start_at_the_declared_lower_bounds():
+    from course_lib import env
+
+    bounds = _lower_bounds()
+    for dist, (low, _) in env.TESTED_VERSIONS.items():
+        if dist in bounds:
+            assert low == bounds[dist], f"env.TESTED_VERSIONS[{dist!r}] starts at {low}, pyproject at {bounds[dist]}"
+
+
+def test_build_backend_supports_the_licence_fields():
+    """PEP 639 ``license = "SPDX"`` and ``license-files`` need setuptools 77."""
+    from packaging.version import Version
+
+    (backend,) = [Requirement(r) for r in _pyproject()["build-system"]["requires"]]
+    (low,) = [s.version for s in backend.specifier if s.operator == ">="]
+    assert backend.name == "setuptools" and Version(low) >= Version("77")
+
+
+def test_one_version_in_one_place():
+    import course_lib
+
+    project = _pyproject()["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert _pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "course_lib.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", course_lib.__version__)
 
 
 def test_makefile_installs_pinned_torch_first_and_packaged_models_without_their_deps():

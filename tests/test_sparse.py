@@ -435,3 +435,181 @@ def test_numpy_doc_ids_are_plain_ids():
 def test_hypothesis_alphabet_is_token_safe():
     # the oracles tokenize joined strings: every test word must survive tokenize unchanged
     assert all(tokenize(w) == [w] and set(w) <= set(string.ascii_lowercase) for w in WORDS + ["unknown", "zebra"])
+
+
+# ------------------------------------------------- the two query routes (block, MaxScore)
+@pytest.fixture
+def maxscore(monkeypatch):
+    """Send every query down the MaxScore route, whatever its number of postings."""
+    from course_lib.sparse import _SparseRetriever
+
+    monkeypatch.setattr(_SparseRetriever, "_MAXSCORE_POSTINGS", 0)
+    return _SparseRetriever
+
+
+def block_route(r):
+    """The same retriever with every query scored in the block route."""
+    clone = object.__new__(type(r))
+    clone.__dict__.update(r.__dict__)
+    clone._MAXSCORE_POSTINGS = float("inf")
+    return clone
+
+
+@SETTINGS
+@given(corpus_st, st.lists(query_st, min_size=1, max_size=4), st.integers(1, 20),
+       st.sampled_from(["tfidf", "tfidf-lnc", *VARIANTS]), st.sampled_from([1, 4, 10**9]))
+def test_maxscore_route_equals_block_route(corpus, queries, k, kind, dense_df):
+    """Bit for bit: same documents, same order, same float scores, ties by doc id.
+    dense_df 1: only terms in every document are read from dense columns; 10**9: all are."""
+    from course_lib.sparse import _SparseRetriever
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_SparseRetriever, "_MAXSCORE_POSTINGS", 0)
+        mp.setattr(_SparseRetriever, "_DENSE_DF", dense_df)
+        r = {"tfidf": TfidfRetriever(), "tfidf-lnc": TfidfRetriever(doc_idf=False)}.get(kind) or BM25(kind)
+        # ids in an order unlike indexing order, and repeated documents: many exact ties
+        docs = corpus + corpus[:3]
+        r.index(docs, [f"d{(7 * i) % 101:03d}" for i in range(len(docs))])
+        got = r.search_batch(queries, k)
+        assert got == block_route(r).search_batch(queries, k)
+        for q, hits in zip(queries, got):
+            s = r.scores(q)
+            best = sorted(zip(-s, r.inverted_index.doc_ids))[:k]
+            assert hits == [(d, -score) for score, d in best]
+
+
+def test_maxscore_ties_break_by_doc_id_by_hand(maxscore):
+    # "x" is in every document, "y" in e and c: e and c tie, and so do a, b and d
+    docs = [["x"], ["x"], ["x", "y"], ["x"], ["x", "y"]]
+    ids = ["b", "d", "e", "a", "c"]
+    r = BM25().index(docs, ids)
+    x_only, with_y, y_only = r.scores(["x"])[0], r.scores(["x", "y"])[2], r.scores(["y"])[2]
+    assert r.search(["x", "y"], 5) == [("c", with_y), ("e", with_y), ("a", x_only), ("b", x_only), ("d", x_only)]
+    assert r.search(["y"], 4) == [("c", y_only), ("e", y_only), ("a", 0.0), ("b", 0.0)]  # zeros follow, by doc id
+    assert r.search(["zzz"], 2) == [("a", 0.0), ("b", 0.0)]
+    assert r.search([], 9) == [("a", 0.0), ("b", 0.0), ("c", 0.0), ("d", 0.0), ("e", 0.0)]
+    assert r.search_batch([["x", "y"]], 5) == block_route(r).search_batch([["x", "y"]], 5)
+
+
+def test_maxscore_prunes_and_still_finds_the_top(maxscore):
+    # one rare, strong term and many weak ones: MaxScore stops reading the common term
+    docs = [["common"] * 3 for _ in range(200)] + [["rare", "common"], ["rare"], ["rare", "common", "common"]]
+    r = BM25().index(docs)
+    s = r.scores(["rare", "common"])
+    expected = sorted(range(len(docs)), key=lambda d: (-s[d], d))[:3]
+    assert [d for d, _ in r.search(["rare", "common"], 3)] == expected == [201, 200, 202]  # shortest first
+    assert r._dense is not None and r._dense.shape == (1, len(docs))  # "common" is read from its dense column
+
+
+def test_a_contribution_of_zero_is_no_match_on_both_routes(maxscore):
+    class Underflow(BM25):
+        def _weigh_postings(self, ix):
+            w = super()._weigh_postings(ix)
+            w[ix.indptr[ix.term_id("a")]] = 0.0  # the first posting of "a" underflowed
+            return w
+
+    r = Underflow().index([["a", "c"], ["a", "a"], ["b"], ["a", "b"]], ["w", "x", "y", "z"])
+    assert r.scores(["a"])[0] == 0.0
+    hits = r.search(["a", "a"], 4)
+    assert [d for d, _ in hits] == ["x", "z", "w", "y"]  # w scores 0: among the zeros, by doc id
+    assert hits == block_route(r).search(["a", "a"], 4)
+    # the rare "a" reaches document 0 first, with 0, then "c": document 0 is listed once
+    rare = Underflow().index([["a", "c"], ["a", "a"]] + [["c"]] * 8)
+    hits = rare.search(["a", "c"], 11)
+    assert sorted(d for d, _ in hits) == list(range(10))
+    assert hits == block_route(rare).search(["a", "c"], 11)
+
+
+def test_a_query_of_zero_weights_scores_zero_on_both_routes(maxscore):
+    # lnc.ltc: every document holds both terms, so idf = 0 and the query vector is all zeros
+    r = TfidfRetriever(doc_idf=False).index([["apple", "banana"]] * 2, ["d1", "d0"])
+    assert r.search(["apple", "banana"], 2) == [("d0", 0.0), ("d1", 0.0)]
+    assert r.search(["apple", "banana"], 2) == block_route(r).search(["apple", "banana"], 2)
+
+
+def test_search_routes_a_batch_by_postings(monkeypatch):
+    from course_lib.sparse import _SparseRetriever
+
+    docs = [["a", "b"]] * 50 + [["c"]]
+    r = BM25().index(docs)
+    routed = []
+    monkeypatch.setattr(_SparseRetriever, "_MAXSCORE_POSTINGS", 50)
+    original = _SparseRetriever._top
+    monkeypatch.setattr(_SparseRetriever, "_top", lambda self, ids, *a: routed.append(ids.tolist()) or original(self, ids, *a))
+    hits = r.search_batch([["c"], ["a", "b"], ["a"], ["b", "c"]], 2)
+    assert routed == [[0, 1], [0], [1, 2]]  # 100, 50 and 51 postings; ["c"] has 1
+    assert hits == block_route(r).search_batch([["c"], ["a", "b"], ["a"], ["b", "c"]], 2)
+
+
+# ----------------------------------------------------------- options, by hand
+def test_index_without_positions_by_hand():
+    ix = InvertedIndex.build(["sweet sweet nurse"], positions=False)
+    assert ix.postings("sweet") == [Posting(0, 2, None)]
+    assert ix.positions is None
+    assert InvertedIndex.build(["a b"], ngram=2).positions is None  # an n-gram index keeps none by default
+
+
+def test_bm25_over_bigrams_and_hashed_features_by_hand():
+    docs = ["new york city", "york new", "new city"]
+    r = BM25(ngram=2).index(docs)
+    # "new york" occurs only in document 0; "york new" only in 1
+    assert [d for d, _ in r.search("new york", 2)] == [0, 1]
+    assert r.inverted_index.term_id("new york") is not None
+    hashed = BM25(ngram=2, buckets=2**20).index(docs)
+    np.testing.assert_allclose(hashed.scores("new york"), r.scores("new york"))  # no collision among 7 features
+    ix = hashed.inverted_index
+    assert ix.terms[ix.term_id("new york")] == feature_bucket("new york", 2**20)
+
+
+def test_custom_tokenizer_is_used_for_documents_and_queries():
+    upper = BM25(tokenizer=str.split).index(["Apple pie", "apple tart"])
+    assert upper.inverted_index.terms == ["Apple", "apple", "pie", "tart"]
+    assert [d for d, _ in upper.search("Apple", 1)] == [0]
+    assert [d for d, _ in upper.search("apple", 1)] == [1]
+
+
+def test_bm25_parameters_by_hand():
+    docs = [["a", "a", "b"], ["a", "c", "c", "c"]]
+    N, avgdl = 2, 3.5
+    for variant, k1, b, delta in [("lucene", 0.9, 0.4, None), ("atire", 2.0, 1.0, None), ("bm25+", 1.2, 0.0, 0.25),
+                                  ("bm25l", 1.5, 0.75, 0.1)]:
+        r = BM25(variant, k1=k1, b=b, delta=delta).index(docs)
+        expected = [bm25_term_score(2, 2, N, 3, avgdl, k1, b, variant, delta),
+                    bm25_term_score(1, 2, N, 4, avgdl, k1, b, variant, delta)]
+        np.testing.assert_allclose(r.scores(["a"]), expected, rtol=1e-15)
+    assert BM25("bm25l").delta == 0.5 and BM25("bm25+").delta == 1.0 and BM25().delta == 0.0
+    assert repr(BM25("atire", k1=2, b=0.5)) == "BM25(variant='atire', k1=2.0, b=0.5, delta=0.0)"
+
+
+def test_run_by_hand():
+    r = BM25().index(["a b", "b", "c"], ["x", "y", "z"])
+    run = r.run({"q1": "b", "q2": "c"}, k=2)
+    s_b = r.scores("b")
+    assert run == {"q1": {"y": s_b[1], "x": s_b[0]}, "q2": {"z": r.scores("c")[2], "x": 0.0}}
+    assert list(run["q1"]) == ["y", "x"]  # best first: the shorter document
+
+
+def test_query_terms_repeat_and_order_by_hand():
+    r = TfidfRetriever().index([["a", "b"], ["c"], ["c", "d"]])
+    # tf of a repeated query term: 1 + log10(2); idf(a) = log10 3
+    assert r.query_vector(["a", "a", "zzz"]) == pytest.approx({"a": (1 + math.log10(2)) * math.log10(3)})
+    # the score does not depend on the order of the query's words (up to float rounding)
+    np.testing.assert_allclose(r.scores("a c d"), r.scores("d c a"), rtol=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["tfidf", "lucene", "bm25l", "bm25+"])
+def test_maxscore_equals_block_route_on_a_zipf_corpus(kind):
+    """Where pruning bites: 400 documents, 40 words with Zipf frequencies, small k."""
+    from course_lib.sparse import _SparseRetriever
+
+    rng = np.random.default_rng(7)
+    p = 1 / np.arange(1, 41) ** 1.1
+    words = np.array([f"w{i}" for i in range(40)])
+    docs = [words[rng.choice(40, rng.integers(1, 30), p=p / p.sum())].tolist() for _ in range(400)]
+    queries = [words[rng.choice(40, rng.integers(1, 9))].tolist() for _ in range(200)]
+    r = TfidfRetriever() if kind == "tfidf" else BM25(kind)
+    r.index(docs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_SparseRetriever, "_MAXSCORE_POSTINGS", 0)
+        for k in (1, 3, 10):
+            assert r.search_batch(queries, k) == block_route(r).search_batch(queries, k)

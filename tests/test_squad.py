@@ -487,7 +487,8 @@ def test_trainer_loss_falls_and_model_round_trips(tokenizer, train_set, tmp_path
 
 def test_trainer_resumes_from_a_checkpoint(tokenizer, train_set, tmp_path):
     _, features = train_set
-    run = dict(max_steps=4, learning_rate=3e-3, batch_size=4, disable_tqdm=True, save_strategy="steps", save_steps=2)
+    run = dict(max_steps=4, learning_rate=3e-3, batch_size=4, disable_tqdm=True, save_strategy="steps", save_steps=2,
+               save_total_limit=2)
     straight = squad.train_with_trainer(tiny_model(), tokenizer, features, tmp_path / "straight", **run)
     resumed = squad.train_with_trainer(
         tiny_model(), tokenizer, features, tmp_path / "resumed",
@@ -578,3 +579,152 @@ def test_activation_checkpointing_gives_the_same_training_in_both_paths(tokenize
     assert by_trainer_checkpointed.model.is_activation_checkpointing
     np.testing.assert_allclose(parameters(by_trainer_checkpointed.model), parameters(by_trainer.model),
                                rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ chapter 5 survives a disconnect
+@pytest.mark.parametrize("variables, folder, expected", [
+    ({"COLAB_RELEASE_TAG": "r"}, "drive", "drive/qair-course/05_squad_finetuning/cpu"),
+    ({"KAGGLE_KERNEL_RUN_TYPE": "Interactive"}, "kaggle", "kaggle/qair-course/05_squad_finetuning/cpu"),
+    ({"COLAB_RELEASE_TAG": "r"}, None, "cache/05_squad_finetuning/cpu"),   # Drive not mounted
+    ({}, None, "cache/05_squad_finetuning/cpu"),
+])
+def test_output_dir_is_where_the_next_session_finds_it(tmp_path, monkeypatch, variables, folder, expected):
+    for name in ("COLAB_RELEASE_TAG", "COLAB_GPU", "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(squad, "COLAB_DRIVE", tmp_path / "drive")
+    monkeypatch.setattr(squad, "KAGGLE_WORKING", tmp_path / "kaggle")
+    if folder:
+        (tmp_path / folder).mkdir()
+    assert squad.output_dir("cpu") == tmp_path / expected
+    with pytest.raises(TypeError, match="profile must be a str"):
+        squad.output_dir(None)
+
+
+def test_last_checkpoint_is_the_latest_complete_one(tmp_path):
+    assert squad.last_checkpoint(tmp_path / "missing") is None
+    for name, state in [("checkpoint-9", "trainer_state.json"), ("checkpoint-10", "trainer_state.json"),
+                        ("checkpoint-12", None), ("checkpoint-epoch-3", "loop_state.json"), ("checkpoint-x", None)]:
+        (tmp_path / name).mkdir()
+        if state:
+            (tmp_path / name / state).write_text("{}")
+    assert squad.last_checkpoint(tmp_path) == tmp_path / "checkpoint-10"   # 12 has no state: written half-way
+    assert squad.last_checkpoint(tmp_path / "checkpoint-epoch-3") is None
+
+
+class _Disconnect(Exception):
+    """The session ends (Colab's idle timeout, a closed Kaggle tab)."""
+
+
+def test_trainer_rerun_in_the_same_folder_resumes_to_the_same_weights(tokenizer, train_set, tmp_path):
+    from transformers import TrainerCallback
+
+    _, features = train_set
+    run = dict(num_train_epochs=2, learning_rate=3e-3, batch_size=4, disable_tqdm=True)
+    straight = squad.train_with_trainer(tiny_model(), tokenizer, features, tmp_path / "straight", **run)
+
+    class DisconnectAfterFirstCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise _Disconnect
+
+    with pytest.raises(_Disconnect):
+        _train_with_callback(tokenizer, features, tmp_path / "out", DisconnectAfterFirstCheckpoint(), run)
+    checkpoint = squad.last_checkpoint(tmp_path / "out")
+    assert checkpoint is not None and not (tmp_path / "out" / "model.safetensors").exists()
+
+    resumed = squad.train_with_trainer(tiny_model(), tokenizer, features, tmp_path / "out",
+                                       resume_from_checkpoint=checkpoint, **run)
+    assert resumed.state.global_step == straight.state.global_step
+    np.testing.assert_allclose(parameters(resumed.model), parameters(straight.model), rtol=1e-5, atol=1e-6)
+
+
+def _train_with_callback(tokenizer, features, folder, callback, run):
+    """train_with_trainer with a callback added to the Trainer it builds."""
+    from transformers import Trainer
+
+    original = Trainer.__init__
+
+    def with_callback(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.add_callback(callback)
+
+    Trainer.__init__ = with_callback
+    try:
+        return squad.train_with_trainer(tiny_model(), tokenizer, features, folder, **run)
+    finally:
+        Trainer.__init__ = original
+
+
+def test_accelerate_rerun_in_the_same_folder_resumes_to_the_same_weights(tokenizer, train_set, tmp_path, monkeypatch):
+    _, features = train_set
+    run = dict(num_train_epochs=2, learning_rate=3e-3, batch_size=4, mixed_precision="no")
+    straight, straight_history = squad.train_with_accelerate(tiny_model(), tokenizer, features, tmp_path / "a", **run)
+
+    saves = []
+    original = squad.Path.write_text
+
+    def disconnect_after_first_checkpoint(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if self.name == "loop_state.json":
+            saves.append(self)
+            raise _Disconnect
+        return result
+
+    monkeypatch.setattr(squad.Path, "write_text", disconnect_after_first_checkpoint)
+    with pytest.raises(_Disconnect):
+        squad.train_with_accelerate(tiny_model(), tokenizer, features, tmp_path / "b", **run)
+    monkeypatch.undo()
+    assert squad.last_checkpoint(tmp_path / "b") == tmp_path / "b" / "checkpoint-epoch-1"
+
+    resumed, history = squad.train_with_accelerate(tiny_model(), tokenizer, features, tmp_path / "b",
+                                                   resume_from_checkpoint=squad.last_checkpoint(tmp_path / "b"), **run)
+    assert [h["epoch"] for h in history] == [1, 2]
+    np.testing.assert_allclose(parameters(resumed), parameters(straight), rtol=1e-5, atol=1e-6)
+    # a rerun after the training finished trains nothing and returns the same model and history
+    again, again_history = squad.train_with_accelerate(tiny_model(), tokenizer, features, tmp_path / "b",
+                                                       resume_from_checkpoint=squad.last_checkpoint(tmp_path / "b"), **run)
+    assert again_history == history
+    np.testing.assert_allclose(parameters(again), parameters(straight), rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ memory-lean training
+def test_gradient_accumulation_gives_the_weights_of_the_larger_batch(tokenizer, train_set, tmp_path):
+    """Batches of 2 with 2 accumulation steps train as batches of 4 (without dropout, whose noise
+    depends on the batch shape), in both paths. The features are full windows in whole batches: the
+    loss spans a batch's width, which trimming its padding sets, and a last partial batch would weigh
+    its rows differently."""
+    windows = dict(max_length=24, stride=8)
+    full = train_set[0].map(squad.prepare_train_features, batched=True, remove_columns=train_set[0].column_names,
+                            fn_kwargs={"tokenizer": tokenizer, **windows})
+    full = full.filter(lambda f: sum(f["attention_mask"]) == windows["max_length"])
+    assert len(full) >= 8
+    features = full.select(range(len(full) // 4 * 4))
+
+    def model():
+        env.set_seed(0)
+        return AutoModelForQuestionAnswering.from_pretrained(tiny_bert(), hidden_dropout_prob=0.0,
+                                                             attention_probs_dropout_prob=0.0)
+
+    run = dict(num_train_epochs=1, learning_rate=3e-3, mixed_precision="no")
+    whole, _ = squad.train_with_accelerate(model(), tokenizer, features, tmp_path / "whole", batch_size=4, **run)
+    halves, _ = squad.train_with_accelerate(model(), tokenizer, features, tmp_path / "halves", batch_size=2,
+                                            gradient_accumulation_steps=2, **run)
+    def weights(trained):
+        # qa_outputs.bias has a zero gradient in exact arithmetic (a softmax is shift-invariant): Adam turns
+        # its rounding noise into steps of size lr, so it is left out; Adam also magnifies rounding on
+        # near-zero gradients elsewhere, hence atol 1e-3
+        return torch.cat([p.detach().flatten() for n, p in trained.named_parameters() if n != "qa_outputs.bias"]).numpy()
+
+    np.testing.assert_allclose(weights(halves), weights(whole), rtol=1e-4, atol=1e-3)
+    unaccumulated, _ = squad.train_with_accelerate(model(), tokenizer, features, tmp_path / "two", batch_size=2, **run)
+    assert not np.allclose(weights(unaccumulated), weights(whole), rtol=1e-4, atol=1e-3)
+
+    trainer_run = dict(num_train_epochs=1, learning_rate=3e-3, **QUIET)
+    by_4 = squad.train_with_trainer(model(), tokenizer, features, tmp_path / "t4", batch_size=4, **trainer_run)
+    by_2x2 = squad.train_with_trainer(model(), tokenizer, features, tmp_path / "t22", batch_size=2,
+                                      gradient_accumulation_steps=2, **trainer_run)
+    np.testing.assert_allclose(weights(by_2x2.model), weights(by_4.model), rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="gradient_accumulation_steps must be an int >= 1"):
+        squad.train_with_accelerate(model(), tokenizer, features, tmp_path, gradient_accumulation_steps=0)

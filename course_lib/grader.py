@@ -140,7 +140,8 @@ def grade_job(student: str, chapter: str, notebook: bytes, gradebook: bytes, con
             spec["bwrap"] = sandbox.bwrap_argv(work, writable=[work, ipc], hidden=[Path(tmp), *map(Path, hidden)])
         (root / "nbgrader_config.py").write_text(config + _JOB_CONFIG.format(
             sandbox=spec, output_chars=limits["output_chars"], cell_timeout=cell_timeout, ipc=str(ipc / "kernel")))
-        env = {"COURSE_CELL_TIMEOUT": str(cell_timeout), "COURSE_PROFILE": "tiny", "JUPYTER_RUNTIME_DIR": str(runtime)}
+        env = {"COURSE_CELL_TIMEOUT": str(cell_timeout), "COURSE_PROFILE": "tiny", "JUPYTER_RUNTIME_DIR": str(runtime),
+               "COURSE_CHAPTER": chapter}  # the chapter whose references the kernel's lockdown removes
         wall = cell_timeout * 40 + 120
         result = {"grades": {}, "autograded": b"", "feedback": b"", "problem": "", "sandboxed": sandboxed}
         try:

@@ -272,6 +272,7 @@ def _outputs(scratch: Path, student: str) -> str:
     return "".join(o.get("text", "") + o.get("evalue", "") for c in nb.cells for o in c.get("outputs", []))
 
 
+@pytest.mark.usefixtures("bubblewrap")
 @pytest.mark.parametrize("attack", ["read_source", "write_gradebook", "touch_other_student", "list_course", "socket_to_host"])
 def test_sandbox_blocks_each_attack_and_the_work_still_counts(graded, attack):
     scratch, results = graded
@@ -292,12 +293,14 @@ def test_no_other_grade_or_folder_changes(graded):
     assert stored[("good", CH)] == _max_points(scratch)
 
 
+@pytest.mark.usefixtures("bubblewrap")
 @pytest.mark.parametrize("student", ["alloc_10gb", "os_exit", "kill_kernel", "stuck_loop"])
 def test_a_dead_or_stuck_kernel_costs_only_the_cells_after_it(graded, student):
     scratch, results = graded
     assert results[(student, CH)]["score"] == _max_points(scratch) - _last_test_points(scratch), results[(student, CH)]
 
 
+@pytest.mark.usefixtures("bubblewrap")
 def test_fork_bomb_is_capped_and_the_work_still_counts(graded):
     scratch, results = graded
     forked = int(re.search(r"FORKED (\d+)", _outputs(scratch, "fork_bomb")).group(1))

@@ -13,7 +13,7 @@ import pytest
 
 from course_lib import sandbox
 
-needs_bwrap = pytest.mark.skipif(bool(sandbox.available()), reason=sandbox.available() or "")
+needs_bwrap = pytest.mark.usefixtures("bubblewrap")
 
 
 def _run(code: str, work: Path, hidden: list[Path], spec: dict | None = None) -> subprocess.CompletedProcess:

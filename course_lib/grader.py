@@ -70,8 +70,11 @@ def submissions(course_root: Path) -> list[tuple[str, str]]:
 
 def check_submission(folder: Path, chapter: str) -> tuple[str, list[str]]:
     """(fatal problem or "", notes): an unreadable or missing notebook is fatal (graded 0);
-    unknown extra notebooks are set aside (renamed ``*.ipynb.ignored``) with a note."""
+    unknown extra notebooks are set aside (renamed ``*.ipynb.ignored``) with a note; a notebook
+    released with another course version gets :func:`course_lib.project.version_warning` as a note."""
     import nbformat
+
+    from .project import version_warning
 
     notes = []
     for path in sorted(folder.glob("*.ipynb")):
@@ -82,10 +85,10 @@ def check_submission(folder: Path, chapter: str) -> tuple[str, list[str]]:
     if not path.exists():
         return f"{chapter}.ipynb is missing; graded 0", notes
     try:
-        nbformat.read(path, as_version=4)
+        nb = nbformat.read(path, as_version=4)
     except Exception as err:
         return f"{path.name} is not a readable notebook ({type(err).__name__}); graded 0", notes
-    return "", notes
+    return "", notes + list(filter(None, [version_warning(nb)]))
 
 
 def last_error(out: subprocess.CompletedProcess) -> str:

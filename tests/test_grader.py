@@ -62,3 +62,20 @@ def test_exchange_and_dask_round_trip(small_course):
 def test_workers_must_be_a_positive_int(small_course, workers):
     with pytest.raises(ValueError, match="workers must be an int >= 1"):
         grader.grade(small_course, workers=workers)
+
+
+def test_a_submission_from_another_course_version_is_graded_with_a_warning(tmp_path):
+    import nbformat
+
+    from course_lib import __version__, project
+
+    folder = tmp_path / CH
+    folder.mkdir()
+    nb = nbformat.read(course.COURSE_ROOT / "release" / CH / f"{CH}.ipynb", as_version=4)
+    nbformat.write(nb, folder / f"{CH}.ipynb")
+    assert grader.check_submission(folder, CH) == ("", [])  # the release records this version
+    nb.metadata[project.METADATA_KEY] = {"version": "0.0.1"}
+    nbformat.write(nb, folder / f"{CH}.ipynb")
+    problem, notes = grader.check_submission(folder, CH)
+    assert problem == "" and notes == [project.version_warning(nb)]
+    assert "'0.0.1'" in notes[0] and __version__ in notes[0]

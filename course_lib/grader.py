@@ -326,7 +326,7 @@ def solution_tokens(course_root: Path, chapter: str, students: list[str]) -> dic
     release = course_root / "release" / chapter / f"{chapter}.ipynb"
     stubs = {}
     if release.exists():
-        stubs = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nbformat.read(release, as_version=4).cells}
+        stubs = {_nbgrader_meta(c).get("grade_id"): c.source for c in nbformat.read(release, as_version=4).cells}
     tokens = {}
     for student in students:
         path = course_root / "submitted" / student / chapter / f"{chapter}.ipynb"
@@ -334,9 +334,9 @@ def solution_tokens(course_root: Path, chapter: str, students: list[str]) -> dic
             nb = nbformat.read(path, as_version=4)
         except Exception:
             continue
-        cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+        cells = [c for c in nb.cells if c.cell_type == "code" and _nbgrader_meta(c).get("solution")]
         tokens[student] = [t for c in cells for t in similarity.code_tokens(
-            c.source, stubs.get(c.metadata["nbgrader"].get("grade_id"), ""))]
+            c.source, stubs.get(_nbgrader_meta(c).get("grade_id"), ""))]
     return tokens
 
 
@@ -396,8 +396,13 @@ def _solution_source(course_root: Path, student: str, chapter: str) -> str:
     import nbformat
 
     nb = nbformat.read(course_root / "submitted" / student / chapter / f"{chapter}.ipynb", as_version=4)
-    return "\n\n".join(c.source for c in nb.cells
-                       if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
+    return "\n\n".join(c.source for c in nb.cells if c.cell_type == "code" and _nbgrader_meta(c).get("solution"))
+
+
+def _nbgrader_meta(cell) -> dict:
+    """A submitted cell's nbgrader metadata, or {} when it has none or a submission garbled it."""
+    meta = cell.metadata.get("nbgrader")
+    return meta if isinstance(meta, dict) else {}
 
 
 def autograde_check(course_root: Path, release, chapters: list[str], **grade_args) -> dict[tuple[str, str], dict]:

@@ -174,7 +174,8 @@ def _submissions(scratch: Path, port: int = 1) -> dict[str, object]:
     last_source = next(c.source for c in solved.cells if c.metadata.get("nbgrader", {}).get("grade_id") == last)
     attacks = ATTACKS.format(source=str(scratch / "source" / CH / f"{CH}.ipynb"), gradebook=str(scratch / "gradebook.db"),
                              other=str(scratch / "submitted" / "good" / CH / f"{CH}.ipynb"), course=str(scratch), port=port)
-    first_test = next(c.metadata["nbgrader"]["grade_id"] for c in solved.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    first_test, second_test = [c.metadata["nbgrader"]["grade_id"] for c in solved.cells
+                               if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")][:2]
 
     def variant(fn):
         nb = nbformat.from_dict(json.loads(nbformat.writes(solved)))
@@ -199,7 +200,29 @@ def _submissions(scratch: Path, port: int = 1) -> dict[str, object]:
         "kill_kernel": variant(lambda nb: _edit_solution(nb, last, last_source + "\nimport os\nos.kill(os.getpid(), 9)\n")),
         "stuck_loop": variant(lambda nb: _edit_solution(nb, last, last_source + STUCK)),
         "extra_notebook": solved,
+        # nbgrader metadata edited: points raised, a solution cell made graded, a test cell's metadata garbled
+        "edited_metadata": variant(lambda nb: _edit_metadata(nb, {first_test: {"points": 100}, first: {"grade": True, "points": 50},
+                                                                  second_test: "garbage"})),
+        # wrong work, its test cell renamed away and the next test cell renamed to its id
+        "renamed_test_ids": variant(lambda nb: _edit_metadata(_edit_solution(nb, first, "def tf_weight(count):\n    return 0.0"),
+                                                              {first_test: {"grade_id": "free-points"}, second_test: {"grade_id": first_test}})),
+        # wrong work, its test cell's nbgrader metadata removed
+        "stripped_test_metadata": variant(lambda nb: _edit_metadata(_edit_solution(nb, first, "def tf_weight(count):\n    return 0.0"),
+                                                                    {first_test: None})),
     }
+
+
+def _edit_metadata(nb, edits: dict):
+    """Edit cells' nbgrader metadata by grade_id (all lookups first): a dict updates it, None removes it, anything else replaces it."""
+    cells = {gid: next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid) for gid in edits}
+    for gid, edit in edits.items():
+        if edit is None:
+            del cells[gid].metadata["nbgrader"]
+        elif isinstance(edit, dict):
+            cells[gid].metadata["nbgrader"].update(edit)
+        else:
+            cells[gid].metadata["nbgrader"] = edit
+    return nb
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +278,8 @@ def test_solutions_get_full_marks_and_blank_gets_zero(graded):
     assert not results[("good", CH)]["problem"]
 
 
-@pytest.mark.parametrize("student", ["import_error", "infinite_loop", "sys_exit", "monkeypatch", "edited_test"])
+@pytest.mark.parametrize("student", ["import_error", "infinite_loop", "sys_exit", "monkeypatch", "edited_test",
+                                     "renamed_test_ids", "stripped_test_metadata"])
 def test_hostile_submissions_lose_exactly_the_broken_exercise(graded, student):
     scratch, results = graded
     row = results[(student, CH)]
@@ -322,6 +346,13 @@ def test_report_has_pass_rates_distribution_problems_and_similar_pairs(graded):
     assert "invalid_json" in report  # the problems list
     # good, extra_notebook and loud share one solution: they are reported as alike
     assert re.search(r"class='similar'>01_tfidf: extra_notebook and good, cosine 1\.00", report)
+
+
+def test_edited_cell_metadata_neither_crashes_nor_changes_the_score(graded):
+    """Points raised, a solution cell made graded, a test cell's metadata garbled: the gradebook's metadata wins."""
+    scratch, results = graded
+    row = results[("edited_metadata", CH)]
+    assert row["score"] == row["max_score"] == _max_points(scratch) and not row["problem"], row
 
 
 def test_a_deleted_test_cell_is_restored_and_graded(graded):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Dict, Integer
@@ -214,6 +215,9 @@ class SandboxedExecute(Execute):
             self._stopped = "an earlier cell ran past its time limit and ignored the interrupt; this cell was not run"
             await self._async_cleanup_kernel()
         return cell
+
+    # nbclient binds execute_cell to its own async_execute_cell: point it at the override
+    execute_cell = run_sync(async_execute_cell)
 
     async def _responsive(self, timeout: float = 10) -> bool:
         """True when the kernel answers a no-op within ``timeout`` s after an interrupt."""

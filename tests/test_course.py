@@ -145,18 +145,18 @@ _attack("touch_other_student", lambda: open({other!r}, "a").write("tampered"))
 _attack("list_course", lambda: os.listdir({course!r}) or 1 / 0)
 _attack("socket_to_host", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=3))
 """
+# libc's fork through ctypes: the lockdown's audit hook refuses os.fork, the sandbox's pids limit must cap this one
 FORK_BOMB = """
-import os, signal, time
+import ctypes, os, signal, time
 kids = []
-try:
-    while len(kids) < 2000:
-        pid = os.fork()
-        if pid == 0:
-            time.sleep(600)
-            os._exit(0)
-        kids.append(pid)
-except OSError:
-    pass
+while len(kids) < 2000:
+    pid = ctypes.CDLL(None, use_errno=True).fork()
+    if pid == 0:
+        time.sleep(600)
+        os._exit(0)
+    if pid < 0:
+        break
+    kids.append(pid)
 print("FORKED", len(kids))
 for pid in kids:
     os.kill(pid, signal.SIGKILL)

@@ -64,8 +64,8 @@ class ColBERTScorer:
     dimensions, on (query, positive passage, negative passage) triples with a
     cross-entropy loss over the MaxSim scores.  Offline we have no such checkpoint,
     so the untrained MiniLM token vectors only show the mechanism (their scores are
-    far weaker than a trained model's).  Online, ``ColBERTScorer("colbert-ir/colbertv2.0")``
-    loads a real checkpoint, including its ``linear.weight`` projection.
+    far weaker than a trained model's).  Under ``full`` with the hub, ``ColBERTScorer()`` loads a real
+    checkpoint (:data:`models.COLBERT_HUB`, ColBERTv2), including its ``linear.weight`` projection.
 
     Storage is the price of late interaction: the index holds N x Ld x dim floats
     (516 passages x 180 tokens x 384 dims x 4 bytes is about 140 MB here), which is why
@@ -87,7 +87,7 @@ class ColBERTScorer:
         if query_length < 4 or doc_length < 4:
             raise ValueError(f"query_length and doc_length must be >= 4 ([CLS] marker text [SEP]), got "
                              f"{query_length} and {doc_length}")
-        self.source = str(model_name_or_path or models.resolve(profile=profile))
+        self.source = str(model_name_or_path or models.resolve("late-interaction", profile))
         self.tokenizer, self.model = models.load_encoder(self.source)
         self.device = device or env.device()
         self.model.to(self.device)

@@ -191,7 +191,7 @@ class BiEncoder:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         _check_positive_int(max_length, "max_length")
-        self.source = str(model_name_or_path or models.resolve(profile=profile))
+        self.source = str(model_name_or_path or models.resolve("encoder", profile))
         self.tokenizer, self.model = models.load_encoder(self.source)
         self.device = device or env.device()
         self.model.to(self.device)

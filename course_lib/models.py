@@ -123,6 +123,13 @@ def trained_path(kind: str) -> Path | None:
     return next((cache_dir() / p for p in TRAINED[kind][0] if (cache_dir() / p / "config.json").exists()), None)
 
 
+def trained_target(kind: str) -> Path:
+    """Where the chapter that trains a ``trained:`` source saves it: the first of its folders."""
+    if kind not in TRAINED:
+        raise ValueError(f"kind must be one of {tuple(TRAINED)}, got {kind!r}")
+    return cache_dir() / TRAINED[kind][0][0]
+
+
 def resolve(role: str = "encoder", profile: str | None = None) -> str:
     """What ``from_pretrained`` loads for ``role`` under ``profile``: a hub id, or the local
     folder of a packaged, tiny or trained model (building a tiny or converted one once).
@@ -146,7 +153,7 @@ def resolve(role: str = "encoder", profile: str | None = None) -> str:
         found = trained_path(chosen)
         if found is None:
             raise FileNotFoundError(f"No {NAMES[chosen]} yet: {TRAINED[chosen][1]} and saves it to "
-                                    f"{cache_dir() / TRAINED[chosen][0][0]}")
+                                    f"{trained_target(chosen)}")
         return str(found)
     return chosen
 

@@ -585,34 +585,6 @@ class GenerativeReader:
         return self.read_batch([question], [passages])[0]
 
 
-EXTRACTIVE_HUB = "distilbert-base-cased-distilled-squad"
-
-
-def squad_model_paths() -> list:
-    """Where the extractive reader looks for a QA model fine-tuned offline, in order:
-    chapter 5's accelerate-loop and Trainer models (``cache_dir()/05_squad_finetuning/cpu/``
-    ``loop`` and ``trainer``), then ``cache_dir()/squad-minilm``."""
-    from . import models
-
-    base = models.cache_dir() / "05_squad_finetuning" / "cpu"
-    return [base / "loop", base / "trainer", models.cache_dir() / "squad-minilm"]
-
-
-def extractive_model_source(profile: str | None = None) -> str | None:
-    """The span-prediction model for ``profile``: the hub's distilled SQuAD model
-    (``full`` with the hub), a model chapter 5 fine-tuned (:func:`squad_model_paths`),
-    the tiny BERT (``tiny``, untrained: plumbing only), or None when no trained model
-    is available offline."""
-    from . import env, models
-
-    profile = profile or env.profile()
-    if profile == "tiny":
-        return str(models.tiny_bert())
-    if profile == "full" and env.hub_available():
-        return EXTRACTIVE_HUB
-    return next((str(p) for p in squad_model_paths() if (p / "config.json").exists()), None)
-
-
 class ExtractiveReader:
     """A span-prediction reader (chapter 5's model): the answer is a span copied from one
     retrieved passage, the one whose best span scores highest
@@ -623,10 +595,9 @@ class ExtractiveReader:
         if model is None:
             from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-            source = model_name_or_path or extractive_model_source(profile)
-            if source is None:
-                raise FileNotFoundError("No extractive QA model offline: run chapter 5, which fine-tunes one "
-                                        f"and saves it to {squad_model_paths()[0]}")
+            from . import models
+
+            source = model_name_or_path or models.resolve("extractive-reader", profile)
             with _quiet_loading():
                 tokenizer = AutoTokenizer.from_pretrained(source)
                 model = AutoModelForQuestionAnswering.from_pretrained(source)

@@ -13,7 +13,7 @@ nothing can be computed before the query arrives, so it reranks the top few
 hundred documents of BM25 or a bi-encoder instead of scoring the collection.
 
 No pretrained cross-encoder ships on PyPI.  With the hub, the ``full`` profile uses
-``cross-encoder/ms-marco-MiniLM-L6-v2``; offline, :func:`train_cross_encoder`
+MS MARCO's MiniLM cross-encoder (:data:`models.TABLE`); otherwise :func:`train_cross_encoder`
 fine-tunes one from the packaged MiniLM on pairs from :func:`training_pairs`
 (judged passages as positives, BM25's best non-relevant ones as hard negatives).
 """
@@ -30,31 +30,10 @@ from . import env, models
 from .dense import _check_positive_int, _ranked_ids, check_query, check_texts, iter_batches, progress_bar
 from .sparse import _check_k
 
-CROSS_ENCODER_HUB = "cross-encoder/ms-marco-MiniLM-L6-v2"
-
-
 def fine_tuned_path() -> Path:
-    """Where :func:`train_cross_encoder` results are looked for by default: ``cache_dir()/cross-encoder-minilm``."""
-    return models.cache_dir() / "cross-encoder-minilm"
-
-
-def default_cross_encoder(profile: str | None = None) -> str:
-    """The cross-encoder to load for ``profile``: the hub's MS MARCO model (``full`` with
-    the hub), the MiniLM fine-tuned here (``cpu``, once trained), the tiny BERT (``tiny``)."""
-    profile = profile or env.profile()
-    if profile not in env.PROFILES:
-        raise ValueError(f"profile must be one of {env.PROFILES}, got {profile!r}")
-    if profile == "tiny":
-        return str(models.tiny_bert())
-    if profile == "full" and env.hub_available():
-        return CROSS_ENCODER_HUB
-    if (fine_tuned_path() / "config.json").exists():
-        return str(fine_tuned_path())
-    raise FileNotFoundError(
-        "No pretrained cross-encoder ships on PyPI and the hub is not in use: fine-tune one "
-        "(a few minutes on a laptop CPU) with "
-        "train_cross_encoder(training_pairs(queries, qrels, corpus), save_to=fine_tuned_path())"
-    )
+    """Where chapter 3 saves the cross-encoder it fine-tunes and where the ``cpu`` profile's
+    :data:`models.TABLE` entry (``trained:cross-encoder``) finds it."""
+    return models.trained_target(models.TRAINED_CROSS_ENCODER)
 
 
 class CrossEncoder:
@@ -73,7 +52,7 @@ class CrossEncoder:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         _check_positive_int(max_length, "max_length")
-        self.source = str(model_name_or_path or default_cross_encoder(profile))
+        self.source = str(model_name_or_path or models.resolve("cross-encoder", profile))
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         self.model = AutoModelForSequenceClassification.from_pretrained(self.source, num_labels=1).eval()
         self.max_length = max_length

@@ -572,9 +572,36 @@ def train_with_trainer(
     trainer = Trainer(
         model=model, args=args, train_dataset=train_features, data_collator=_collate, processing_class=tokenizer
     )
+    if resume_from_checkpoint:
+        checkpoint = last_checkpoint(output_dir) if resume_from_checkpoint is True else Path(resume_from_checkpoint)
+        if checkpoint is not None:
+            _load_checkpoint_weights(model, checkpoint)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     trainer.save_model()
     return trainer
+
+
+def _load_checkpoint_weights(model, checkpoint: Path) -> None:
+    """Load a Trainer checkpoint's weights into ``model`` by their current names.
+
+    transformers 5.0 (Kaggle's) saves BERT's LayerNorm parameters under the legacy names
+    ``gamma``/``beta`` and its Trainer, resuming, loads the checkpoint non-strictly by the new
+    names ``weight``/``bias``: every LayerNorm silently restarted from its initial values. The
+    Trainer's own load that follows leaves these values in place."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(checkpoint).glob("model*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"resume_from_checkpoint: {checkpoint} holds no model*.safetensors")
+    legacy = {".gamma": ".weight", ".beta": ".bias"}
+    state = {}
+    for file in files:
+        for key, value in load_file(str(file)).items():
+            suffix = next((s for s in legacy if key.endswith(s)), None)
+            state[key[: -len(suffix)] + legacy[suffix] if suffix else key] = value
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"resume_from_checkpoint: {checkpoint} does not fit the model: unexpected {unexpected[:5]}")
 
 
 def train_with_accelerate(

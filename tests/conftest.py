@@ -52,3 +52,24 @@ def bubblewrap() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(why)
         pytest.skip(why)
+
+
+def _worker_group(item: pytest.Item) -> str:
+    """The pytest-xdist group a test runs in (`make test` uses --dist loadgroup).
+
+    A test file is one group, so its module fixtures are built once; the long files are split where
+    their fixtures split: the platform rehearsals by platform (each builds its own environment), and
+    chapter grading's graded class apart from the rest of test_course."""
+    group = item.module.__name__.rpartition(".")[2]
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "rehearsed" in params:
+        return f"{group}-{params['rehearsed']}"
+    if group == "test_course" and "graded" in getattr(item, "fixturenames", ()):
+        return f"{group}-graded"
+    return group
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_worker_group(item)))

@@ -33,7 +33,7 @@ from course_lib.dense import (
     top_k,
 )
 from course_lib.grading import reference, same_ranking
-from course_lib.rerank import CrossEncoder, default_cross_encoder, fine_tuned_path, train_cross_encoder, training_pairs
+from course_lib.rerank import CrossEncoder, train_cross_encoder, training_pairs
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DOCS = [
@@ -569,17 +569,6 @@ def test_fine_tuning_from_an_encoder_starts_the_pooler_at_identity(tiny_path):
     pooler = reranker.model.bert.pooler.dense
     np.testing.assert_allclose(pooler.weight.detach().numpy(), np.eye(32), atol=1e-6)
     np.testing.assert_allclose(pooler.bias.detach().numpy(), 0.0, atol=1e-6)
-
-
-def test_default_cross_encoder_by_profile(monkeypatch, tmp_path):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-    assert default_cross_encoder("tiny") == str(models.tiny_bert())
-    monkeypatch.setattr(env, "_hub_answer", False)
-    with pytest.raises(FileNotFoundError, match="train_cross_encoder"):
-        default_cross_encoder("full")
-    (fine_tuned_path() / "config.json").parent.mkdir(parents=True)
-    (fine_tuned_path() / "config.json").write_text("{}")
-    assert default_cross_encoder("cpu") == str(fine_tuned_path())
 
 
 # --------------------------------------------- the packaged MiniLM (the oracle)

@@ -1,7 +1,9 @@
 """course_lib.models: the one table of (role, profile, hub reachable) -> model, row by row."""
 from __future__ import annotations
 
+import ast
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,62 @@ def test_bad_role_and_profile_are_named():
         models.source("decoder", "cpu")
     with pytest.raises(ValueError, match="profile must be one of"):
         models.resolve("encoder", "gpu")
+
+
+class Asked(Exception):
+    """Raised by the recording :func:`models.resolve`: nothing is loaded."""
+
+
+@pytest.mark.parametrize("role, load", [
+    ("encoder", lambda: __import__("course_lib.dense").dense.BiEncoder(profile="tiny")),
+    ("late-interaction", lambda: __import__("course_lib.colbert").colbert.ColBERTScorer(profile="tiny")),
+    ("cross-encoder", lambda: __import__("course_lib.rerank").rerank.CrossEncoder(profile="tiny")),
+    ("extractive-reader", lambda: __import__("course_lib.rag").rag.ExtractiveReader(profile="tiny")),
+    ("generator", lambda: __import__("course_lib.generate").generate.Generator("tiny")),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_every_module_asks_the_table_for_its_role(monkeypatch, role, load):
+    asked = []
+
+    def recording(role="encoder", profile=None):
+        asked.append((role, profile))
+        raise Asked
+
+    monkeypatch.setattr(models, "resolve", recording)
+    with pytest.raises(Asked):
+        load()
+    assert asked == [(role, "tiny")]
+
+
+def test_a_missing_trained_model_is_reported_by_the_modules_that_load_it():
+    from course_lib import rag, rerank
+
+    with pytest.raises(FileNotFoundError, match=r"chapter 3 fine-tunes it \(rerank.train_cross_encoder\)"):
+        rerank.CrossEncoder(profile="cpu")
+    with pytest.raises(FileNotFoundError, match="chapter 5 fine-tunes it"):
+        rag.ExtractiveReader(profile="full")     # the hub is unreachable here
+    assert rerank.fine_tuned_path() == models.trained_target(models.TRAINED_CROSS_ENCODER)
+    (rerank.fine_tuned_path() / "config.json").parent.mkdir(parents=True)
+    (rerank.fine_tuned_path() / "config.json").write_text("{}")
+    assert models.resolve("cross-encoder", "cpu") == str(rerank.fine_tuned_path())
+    with pytest.raises(ValueError, match="kind must be one of"):
+        models.trained_target("trained:nothing")
+
+
+def _string_constants(code: str) -> set[str]:
+    """Every string literal in ``code`` (IPython's % and ! lines left out)."""
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    return {n.value for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+def test_no_module_or_chapter_names_a_hub_model_of_its_own():
+    """A model id as a value outside course_lib.models (prose and citations may name one)."""
+    root = Path(__file__).resolve().parents[1]
+    hub_ids = {s for rows in models.TABLE.values() for s in rows.values() if ":" not in s}
+    assert hub_ids == {models.MINILM_HUB, models.COLBERT_HUB, models.CROSS_ENCODER_HUB, models.GENERATOR_HUB,
+                       models.SMOLLM2_HUB, models.READER_HUB, models.FINETUNE_HUB}
+    code = {p.name: p.read_text() for p in (root / "course_lib").glob("*.py") if p.name != "models.py"}
+    for path in sorted((root / "notebooks" / "source").glob("*/*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        code[path.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    named = {(f, s) for f, text in code.items() for s in _string_constants(text) & hub_ids}
+    assert not named, f"ask models.resolve / models.name instead of naming these: {named}"

@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
@@ -211,9 +211,12 @@ class SandboxedExecute(Execute):
             self._stopped = "the kernel died (exit, kill, memory or CPU-time limit); this cell was not run"
             cell.outputs.append(_error("DeadKernelError", "the kernel died while running this cell"))
             return cell
+        except CellTimeoutError:  # nbclient raises it when the interrupt did not free the kernel
+            self._stopped = "an earlier cell ran past its time limit and ignored the interrupt; this cell was not run"
+            cell.outputs.append(_error("CellTimeoutError", "this cell ran past its time limit and ignored the interrupt"))
+            return cell
         if any(o.get("ename") == "CellTimeoutError" for o in cell.outputs) and not await self._responsive():
             self._stopped = "an earlier cell ran past its time limit and ignored the interrupt; this cell was not run"
-            await self._async_cleanup_kernel()
         return cell
 
     # nbclient binds execute_cell to its own async_execute_cell: point it at the override

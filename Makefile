@@ -31,14 +31,17 @@ test: export MKL_NUM_THREADS ?= 1
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
+# from notebooks/, so that formgrader and the assignment list read nbgrader_config.py (its exchange)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	cd notebooks && ../$(VENV)/bin/jupyter lab
 
 release: $(STAMP)
 	$(PY) -m course_lib.course release
 
+# WORKERS=n jobs at once (default: every core); DASK=tcp://host:8786 runs them on a Dask cluster.
+# Student code runs in a bubblewrap sandbox (apt-get install bubblewrap); without it, a warning.
 grade: $(STAMP)
-	$(PY) -m course_lib.course grade
+	$(PY) -m course_lib.course grade $(if $(WORKERS),--workers $(WORKERS)) $(if $(DASK),--scheduler $(DASK))
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -5,8 +5,9 @@
     expected) and the blank release (zero expected), write ``build/report.md`` and ``.html``.
 ``python -m course_lib.course release``  (``make release``): stamp badges and the set-up
     cell into every source notebook, then ``nbgrader generate_assignment`` into ``release/``.
-``python -m course_lib.course grade``    (``make grade``): autograde ``submitted/``, write
-    feedback and ``grades.csv``, print a student x chapter table.
+``python -m course_lib.course grade``    (``make grade``): autograde ``submitted/`` (sandboxed,
+    in parallel: :mod:`course_lib.grader`), write feedback, ``grades.csv`` and ``grades.html``,
+    print a student x chapter table.
 """
 from __future__ import annotations
 
@@ -15,14 +16,13 @@ import base64
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from . import __version__, cgroup, project
+from . import __version__, cgroup, grader, project
+from .grader import grade_table, nbgrader, preflight_kernel, submissions  # noqa: F401 (the instructor's API)
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE_ROOT = ROOT / "notebooks"
@@ -128,20 +128,6 @@ def stamp(notebook_path: Path) -> bool:
 # ---- nbgrader -------------------------------------------------------------------------
 
 
-def nbgrader(*args: str, course_root: Path = COURSE_ROOT, timeout: int | None = None,
-             env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``nbgrader`` in ``course_root`` (where nbgrader_config.py lives) with this Python.
-
-    This environment's ``bin`` goes first on PATH: nbgrader runs ``alembic`` to create a
-    gradebook, and ``make`` calls ``.venv/bin/python`` without activating the environment.
-    """
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=course_root, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "PATH": path, **(env or {})},
-    )
-
-
 def release(course_root: Path = COURSE_ROOT, only: list[str] | None = None) -> list[str]:
     """Stamp and release every chapter (or ``only`` these); returns the chapters released."""
     done = []
@@ -155,127 +141,11 @@ def release(course_root: Path = COURSE_ROOT, only: list[str] | None = None) -> l
     return done
 
 
-def preflight_kernel() -> None:
-    """Fail loudly unless the grading kernel can import course_lib.
-
-    Without it every student silently scores 0 while ``nbgrader autograde`` exits 0.
-    """
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import course_lib, course_lib.grading")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    try:
-        NotebookClient(nb, timeout=120, kernel_name="python3").execute()
-    except Exception as err:
-        raise RuntimeError(
-            "The grading kernel 'python3' cannot import course_lib, so every submission would score 0. "
-            "Install the course into the kernel's environment (pip install -e .) and retry.\n" + str(err)
-        ) from err
-
-
-def submissions(course_root: Path = COURSE_ROOT) -> list[tuple[str, str]]:
-    """(student, chapter) pairs under ``submitted/``."""
-    base = course_root / "submitted"
-    if not base.is_dir():
-        return []
-    return sorted((s.name, a.name) for s in base.iterdir() if s.is_dir() for a in s.iterdir() if a.is_dir())
-
-
-def grade(course_root: Path = COURSE_ROOT, *, csv_path: Path | None = None) -> dict[tuple[str, str], dict]:
-    """Autograde, write feedback and a CSV, and return {(student, chapter): {score, max_score, problem}}.
-
-    Each student is graded in a separate nbgrader run, so one broken submission never
-    costs another student a grade; its problem is reported in the table instead.
-    """
-    preflight_kernel()
-    results: dict[tuple[str, str], dict] = {}
-    for student, chapter in submissions(course_root):
-        env = {"COURSE_CELL_TIMEOUT": str(CELL_TIMEOUTS.get(chapter, DEFAULT_CELL_TIMEOUT)), "COURSE_PROFILE": "tiny"}
-        problem, notes = _check_submission(course_root / "submitted" / student / chapter, chapter)
-        if not problem:
-            out = nbgrader("autograde", chapter, "--student", student, "--create", "--force",
-                           course_root=course_root, env=env)
-            if out.returncode != 0:
-                problem = _last_error(out)
-            else:
-                fb = nbgrader("generate_feedback", chapter, "--student", student, "--force", course_root=course_root)
-                if fb.returncode != 0:
-                    problem = "feedback failed: " + _last_error(fb)
-        results[(student, chapter)] = {"problem": "; ".join(filter(None, [problem, *notes]))}
-        print(f"graded {student}/{chapter}" + (f": {problem}" if problem else ""), flush=True)
-    scores = _gradebook_scores(course_root)
-    for key, row in results.items():
-        row.update(scores.get(key, {"score": 0.0, "max_score": scores.get(("*", key[1]), {}).get("max_score", 0.0)}))
-    csv_path = csv_path or course_root / "grades.csv"
-    out = nbgrader("export", "--to", str(csv_path), course_root=course_root)
-    if out.returncode != 0:
-        raise RuntimeError(f"nbgrader export failed:\n{out.stderr[-3000:]}")
-    return results
-
-
-def _check_submission(folder: Path, chapter: str) -> tuple[str, list[str]]:
-    """(fatal problem or "", notes): an unreadable or missing notebook is fatal (graded 0);
-    unknown extra notebooks are set aside (renamed ``*.ipynb.ignored``) with a note."""
-    import nbformat
-
-    notes = []
-    for path in sorted(folder.glob("*.ipynb")):
-        if path.stem != chapter:
-            notes.append(f"ignored extra notebook {path.name}")
-            path.rename(path.with_suffix(".ipynb.ignored"))
-    path = folder / f"{chapter}.ipynb"
-    if not path.exists():
-        return f"{chapter}.ipynb is missing; graded 0", notes
-    try:
-        nbformat.read(path, as_version=4)
-    except Exception as err:
-        return f"{path.name} is not a readable notebook ({type(err).__name__}); graded 0", notes
-    return "", notes
-
-
-def _last_error(out: subprocess.CompletedProcess) -> str:
-    lines = [l for l in (out.stdout + out.stderr).splitlines() if "ERROR" in l or "Error" in l]
-    return (lines[-1] if lines else f"nbgrader exited {out.returncode}")[-300:]
-
-
-def _gradebook_scores(course_root: Path) -> dict[tuple[str, str], dict]:
-    from nbgrader.api import Gradebook, MissingEntry
-
-    scores: dict[tuple[str, str], dict] = {}
-    with Gradebook("sqlite:///" + str(course_root / "gradebook.db")) as gb:
-        for assignment in gb.assignments:
-            scores[("*", assignment.name)] = {"max_score": assignment.max_score}
-            for student in gb.students:
-                try:
-                    sub = gb.find_submission(assignment.name, student.id)
-                except MissingEntry:
-                    continue
-                scores[(student.id, assignment.name)] = {"score": sub.score, "max_score": assignment.max_score}
-    return scores
-
-
-def grade_table(results: dict[tuple[str, str], dict]) -> str:
-    """A plain-text table: one row per student, one column per chapter (score/max)."""
-    students = sorted({s for s, _ in results})
-    chapter_ids = sorted({c for _, c in results})
-    header = ["student", *chapter_ids, "total"]
-    rows = [header]
-    for s in students:
-        row, total, total_max = [s], 0.0, 0.0
-        for c in chapter_ids:
-            r = results.get((s, c))
-            if r is None:
-                row.append("-")
-                continue
-            total, total_max = total + r["score"], total_max + r["max_score"]
-            row.append(f"{r['score']:g}/{r['max_score']:g}" + (" !" if r["problem"] else ""))
-        row.append(f"{total:g}/{total_max:g}")
-        rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
-    notes = [f"! {s}/{c}: {r['problem']}" for (s, c), r in sorted(results.items()) if r["problem"]]
-    return "\n".join(lines + notes)
+def grade(course_root: Path = COURSE_ROOT, *, csv_path: Path | None = None, workers: int | None = None,
+          scheduler=None) -> dict[tuple[str, str], dict]:
+    """:func:`course_lib.grader.grade` with the chapters' :data:`CELL_TIMEOUTS`."""
+    return grader.grade(course_root, csv_path=csv_path, cell_timeouts=CELL_TIMEOUTS,
+                        default_timeout=DEFAULT_CELL_TIMEOUT, workers=workers, scheduler=scheduler)
 
 
 # ---- the main job -------------------------------------------------------------------------
@@ -383,16 +253,8 @@ def key_results(executed: Path, figures_dir: Path) -> list[str]:
 
 def autograde_check(course_root: Path = COURSE_ROOT) -> dict[tuple[str, str], dict]:
     """Grade the solutions and the untouched release as two students in a scratch copy of the course."""
-    with tempfile.TemporaryDirectory(prefix="qair-grade-") as tmp:
-        scratch = Path(tmp) / "course"
-        shutil.copytree(course_root, scratch, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback",
-                                                                               "gradebook.db", "exchange"))
-        for chapter in chapters(scratch):
-            for student, folder in (("solutions", "source"), ("blank", "release")):
-                dest = scratch / "submitted" / student / chapter
-                shutil.copytree(scratch / folder / chapter, dest)
-        release(scratch)
-        return grade(scratch, csv_path=Path(tmp) / "grades.csv")
+    return grader.autograde_check(course_root, release, chapters(course_root), cell_timeouts=CELL_TIMEOUTS,
+                                  default_timeout=DEFAULT_CELL_TIMEOUT)
 
 
 def write_report(runs: dict[str, dict], grades: dict[tuple[str, str], dict]) -> Path:
@@ -461,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="the main job (make course)").add_argument("--profile", default="cpu")
     sub.add_parser("release", help="regenerate notebooks/release (make release)")
-    sub.add_parser("grade", help="autograde notebooks/submitted (make grade)")
+    grading = sub.add_parser("grade", help="autograde notebooks/submitted (make grade)")
+    grading.add_argument("--workers", type=int, default=None, help="jobs at once (default: every core)")
+    grading.add_argument("--scheduler", default=None, help="a Dask scheduler address (tcp://host:8786) to run the jobs on")
     hidden = sub.add_parser("_execute")
     hidden.add_argument("source")
     hidden.add_argument("target")
@@ -472,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         release()
         return 0
     if args.command == "grade":
-        results = grade()
+        results = grade(workers=args.workers, scheduler=args.scheduler)
         print(grade_table(results) if results else "no submissions in notebooks/submitted/<student>/<chapter>/")
         return 0
     _execute(args.source, args.target)

@@ -36,6 +36,7 @@ import gc
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import io
 import json
 import math
@@ -174,9 +175,51 @@ def _blocked(target: str):
 
 
 def kernel_start() -> None:
-    """Run by the grading kernel at start (``nbgrader_config.py``): :func:`lockdown` under autograde."""
+    """Run by the grading kernel at start (``nbgrader_config.py``), under autograde only:
+    :func:`lockdown`, then :func:`restore` before every cell (an IPython ``pre_run_cell`` event)."""
     if os.environ.get("NBGRADER_EXECUTION") == "autograde":
         lockdown()
+        _snapshot()
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            shell.events.register("pre_run_cell", restore)
+
+
+_PRISTINE: dict = {}  # this module as the kernel started it (see _snapshot)
+
+
+def _snapshot() -> None:
+    """Remember this module's table and, for each of its functions and IPython's ``display``
+    (what :func:`check` records through), the code, defaults and module attribute."""
+    import IPython.display
+    from IPython.core import display_functions
+
+    module = sys.modules[__name__]
+    functions = [(module, name, f) for name, f in vars(module).items()
+                 if inspect.isfunction(f) and f.__module__ == __name__]
+    functions += [(m, name, getattr(m, name)) for m in (IPython.display, display_functions)
+                  for name in ("display", "publish_display_data")]
+    _PRISTINE.update(module=module, table=dict(vars(module)),
+                     functions=[(m, name, f, f.__code__, f.__defaults__, f.__kwdefaults__) for m, name, f in functions])
+
+
+def restore(*_: Any) -> None:
+    """Undo what the student's code did to grading before a test cell runs: this module back in
+    ``sys.modules`` and on ``course_lib``, its table as :func:`_snapshot` saw it, every function's
+    code and defaults back. A submission that replaced ``check`` (or anything it calls) is then
+    graded on its work; the judge still decides outside the kernel."""
+    if not _PRISTINE:
+        return
+    module = _PRISTINE["module"]
+    sys.modules[__name__] = module
+    if "course_lib" in sys.modules:
+        setattr(sys.modules["course_lib"], "grading", module)
+    vars(module).update(_PRISTINE["table"])
+    for holder, name, f, code, defaults, kwdefaults in _PRISTINE["functions"]:
+        f.__code__, f.__defaults__, f.__kwdefaults__ = code, defaults, kwdefaults
+        setattr(holder, name, f)
 
 
 def lockdown(chapter: str | None = None) -> list[str]:

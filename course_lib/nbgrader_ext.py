@@ -104,6 +104,59 @@ class JudgeTestCells(NbGraderPreprocessor):
         return sources
 
 
+class RestoreCellMetadata(NbGraderPreprocessor):
+    """Put every cell's nbgrader metadata back as the gradebook holds it, before nbgrader reads it.
+
+    Runs first when autograde sanitizes a submission. A cell whose ``grade_id`` the gradebook
+    knows gets the gradebook's flags and points (a submission cannot raise its points, make a
+    solution cell graded or a test cell a solution); a cell with an unknown ``grade_id`` or
+    malformed metadata (not a dict, no string ``grade_id``) loses it and runs as a plain cell,
+    and ``OverwriteCells.add_missing_cells`` puts back any test cell that went missing so.
+    """
+
+    def preprocess(self, nb, resources):
+        from nbgrader.api import Gradebook, MissingEntry
+
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            known = {}
+            for cell in nb.cells:
+                meta = cell.metadata.get("nbgrader")
+                if meta is None:
+                    continue
+                grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+                if isinstance(grade_id, str) and grade_id not in known:
+                    known[grade_id] = self._canonical(gb, grade_id, info, MissingEntry)
+                canonical = known.get(grade_id) if isinstance(grade_id, str) else None
+                if canonical is None:
+                    del cell.metadata["nbgrader"]
+                    self.log.warning("Cell metadata %r is not in the gradebook: graded as a plain cell", meta)
+                else:
+                    cell.metadata["nbgrader"] = nbformat.from_dict(dict(canonical))
+        return nb, resources
+
+    @staticmethod
+    def _canonical(gb, grade_id: str, info: dict, missing) -> dict | None:
+        """The nbgrader metadata the gradebook records for ``grade_id`` (None when it has none)."""
+        where = (grade_id, info["notebook"], info["assignment"])
+        try:
+            source = gb.find_source_cell(*where)
+        except missing:
+            return None
+        meta = {"grade_id": grade_id, "locked": bool(source.locked), "schema_version": 3,
+                "grade": False, "solution": False}
+        try:
+            meta.update(grade=True, points=float(gb.find_graded_cell(*where).max_score))
+        except missing:
+            pass
+        try:
+            gb.find_solution_cell(*where)
+            meta["solution"] = True
+        except missing:
+            pass
+        return meta
+
+
 class ClearHiddenTestsInFeedback(ClearHiddenTests):
     """nbgrader's ``ClearHiddenTests`` for feedback: it never fails on a submission's own cells
     (a test cell copied without its metadata, a BEGIN marker without its END). Everything from a

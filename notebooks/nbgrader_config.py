@@ -24,13 +24,22 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Grading that the kernel cannot switch off (course_lib.grading, course_lib.judge):
 # * the kernel removes the chapter's references before any student code runs;
-# * test cells a submission deleted or whose metadata it edited are put back from the gradebook;
+# * test cells a submission deleted or whose metadata it edited are put back from the gradebook
+#   (RestoreCellMetadata, then nbgrader's OverwriteCells with add_missing_cells);
 # * JudgeTestCells scores each test cell from the records of its checks, outside the kernel;
 # * feedback shows each test cell without its hidden tests.
 from course_lib.nbgrader_ext import KERNEL_ARGUMENTS  # noqa: E402
 
 c.Execute.extra_arguments = KERNEL_ARGUMENTS
 c.OverwriteCells.add_missing_cells = True
+from nbgrader.preprocessors import (  # noqa: E402
+    CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec,
+)
+
+c.Autograde.sanitize_preprocessors = [
+    "course_lib.nbgrader_ext.RestoreCellMetadata", ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
+    CheckCellMetadata,
+]
 
 # One 10 MB line passes LimitOutput (it counts lines): also cut outputs by characters.
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402

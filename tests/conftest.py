@@ -42,6 +42,18 @@ def _one_torch_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def bubblewrap() -> None:
+    """The grading sandbox (bubblewrap, apt-get installs it as root when missing): missing fails under CI=true, else skips."""
+    from course_lib import sandbox
+
+    why = sandbox.install_bubblewrap()
+    if why:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+
+
 def _worker_group(item: pytest.Item) -> str:
     """The pytest-xdist group a test runs in (`make test` uses --dist loadgroup).
 

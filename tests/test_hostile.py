@@ -180,3 +180,23 @@ def test_feedback_shows_no_hidden_test(tmp_path, monkeypatch):
     for line in filter(None, (l.strip() for l in hidden.splitlines())):
         assert line not in html, line
     assert "HIDDEN TESTS" not in html and "\\t" not in html
+
+
+def test_honest_work_keeps_its_points_when_the_submission_replaces_grading(tmp_path, monkeypatch):
+    """Right work after check (or what it calls, or the whole module) was replaced: full points."""
+    scores = autograde(tmp_path, monkeypatch, "01_tfidf", [
+        "import math, sys, types, course_lib.grading as g\ng.check = lambda *a, **k: None\n"
+        "def tf_weight(count):\n    return 0.0 if count == 0 else 1 + math.log10(count)",
+        "ch1-tf-weight-tests",
+        "sys.modules['course_lib.grading'] = types.SimpleNamespace(check=lambda *a, **k: None)\n"
+        "def idf_weight(N, df):\n    return math.log10(N / df)",
+        "ch1-idf-tests",
+        "import IPython.display\ng.encode = lambda value, depth=0: None\ng.check.__code__ = (lambda *a, **k: None).__code__\n"
+        "IPython.display.display = lambda *a, **k: None\n"
+        "def ngrams(tokens, n=2):\n    grams = list(tokens)\n    for size in range(2, n + 1):\n"
+        "        grams += [' '.join(tokens[i:i + size]) for i in range(len(tokens) - size + 1)]\n    return grams",
+        "ch1-ngrams-tests",
+    ])
+    points = {gid: _test_cell("01_tfidf", gid).metadata["nbgrader"]["points"]
+              for gid in ("ch1-tf-weight-tests", "ch1-idf-tests", "ch1-ngrams-tests")}
+    assert scores == points

@@ -192,7 +192,7 @@ def test_dev_planted_logits_give_the_planted_answer(dev, dev_validation_features
     contexts = dev["context"]
     expected = {}
     for f in planted:
-        k = dev_arrays.example[f]
+        k = int(dev_arrays.example[f])  # datasets 4.0 (the lower bound) indexes a column by int, not numpy.int64
         text = contexts[k][offsets[f, dev_arrays.start[f], 0] : offsets[f, dev_arrays.end[f], 1]]
         assert expected.setdefault(k, text) == text  # every window labels the same span
     assert len(expected) == len(dev)

@@ -20,11 +20,15 @@ def shared_file(relative: str) -> Path:
     """A file under ../shared/data: missing fails under CI=true, else skips with the reason."""
     path = SHARED_DATA / relative
     if not path.is_file():
-        reason = f"shared test data {path} is missing (it sits beside the repository in CI)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(f"shared test data {path} is missing (it sits beside the repository in CI)")
     return path
+
+
+def missing(reason: str) -> None:
+    """Something a test needs is absent: a failure under CI=true (CI must have it), else a skip."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +53,7 @@ def bubblewrap() -> None:
 
     why = sandbox.install_bubblewrap()
     if why:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+        missing(why)
 
 
 def _worker_group(item: pytest.Item) -> str:

@@ -24,12 +24,12 @@ course: $(STAMP)
 	$(PY) -m course_lib.course run
 
 # one torch thread per test worker (many small models at once); the chapters use every core.
-# One pytest worker per core, tests grouped by file (module fixtures built once), long files split by fixture (tests/conftest.py): TEST_WORKERS=0 runs serially.
+# One pytest worker per core, a test file a unit (module fixtures built once), the platform rehearsals one unit per platform (tests/conftest.py): TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= auto
 test: export OMP_NUM_THREADS ?= 1
 test: export MKL_NUM_THREADS ?= 1
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 # from notebooks/, so that formgrader and the assignment list read nbgrader_config.py (its exchange)
 lab: $(STAMP)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -56,24 +57,42 @@ def bubblewrap() -> None:
         missing(why)
 
 
-def _worker_group(item: pytest.Item) -> str:
-    """The pytest-xdist group a test runs in (`make test` uses --dist loadgroup).
+PLATFORMS = tuple(tomllib.loads((ROOT / "platforms.toml").read_text()))
 
-    A test file is one group, so its module fixtures are built once; the long files are split where
-    their fixtures split: the platform rehearsals by platform (each builds its own environment), and
-    chapter grading's graded class apart from the rest of test_course."""
-    group = item.module.__name__.rpartition(".")[2]
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if "rehearsed" in params:
-        return f"{group}-{params['rehearsed']}"
-    if group == "test_course" and "graded" in getattr(item, "fixturenames", ()):
-        return f"{group}-graded"
-    return group
+
+def worker_group(nodeid: str) -> str:
+    """The work unit a pytest-xdist worker takes whole (`make test` runs one worker per core).
+
+    A test file is one unit, so its module fixtures are built once; the platform rehearsals split by
+    the platform a test is parametrized with (``test_x[colab-01_tfidf]``): each builds its own environment.
+    """
+    path, _, name = nodeid.partition("::")
+    group = Path(path).stem
+    params = name.partition("[")[2].rstrip("]").split("-")
+    platform = next((p for p in params if p in PLATFORMS), None)
+    return f"{group}-{platform}" if platform else group
+
+
+# The longest units, started first so that no worker is left with one at the end (from --durations).
+LONGEST_FIRST = ("test_course_grading", "test_platforms-colab", "test_platforms-kaggle", "test_platforms",
+                 "test_course", "test_hostile")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.pluginmanager.hasplugin("xdist"):   # the lower-bounds environment runs tests without it
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(worker_group(item.nodeid), len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Schedule by :func:`worker_group`, units in collection order (:data:`LONGEST_FIRST`). (xdist's
+    ``--dist loadgroup`` reads a suffix that pytest 9 no longer lets it add to node ids: every test
+    became a unit of its own, and two workers built one platform's environment at once.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    config.option.loadscopereorder = False
+    return ByGroup(config, log)

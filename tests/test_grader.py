@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_course import _scratch_course
 
 from course_lib import course, grader
 
@@ -26,9 +27,7 @@ def _student(*args: str, cwd: Path, exchange: Path):
 @pytest.fixture(scope="module")
 def small_course(tmp_path_factory) -> Path:
     """A fresh course: release, then one student's round trip through the exchange."""
-    root = tmp_path_factory.mktemp("exchange") / "course"
-    shutil.copytree(course.COURSE_ROOT, root, ignore=shutil.ignore_patterns(
-        "submitted", "autograded", "feedback", "gradebook.db", "exchange", "release"))
+    root = _scratch_course(tmp_path_factory.mktemp("exchange"))
     course.release(root, only=[CH])
     assert course.nbgrader("release_assignment", CH, course_root=root).returncode == 0
     home = root.parent / "student"

@@ -1,6 +1,7 @@
 """The repository's set-up: environments in sync, installs in the right order, README first screen."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -154,6 +155,27 @@ def _make_variable(target: str, name: str) -> str | None:
 def test_tests_run_one_torch_thread_and_the_chapters_every_core():
     assert _make_variable("test", "OMP_NUM_THREADS") == "1"
     assert _make_variable("course", "OMP_NUM_THREADS") is None
+
+
+def test_make_test_keeps_a_test_file_on_one_worker():
+    """The module fixtures that build environments and grade submissions must run once: every test
+    of a file on one pytest-xdist worker, and a platform's rehearsal tests on one worker."""
+    from conftest import worker_group
+
+    assert worker_group("tests/test_platforms.py::test_chapter_runs_under_tiny[colab-01_tfidf]") == "test_platforms-colab"
+    assert worker_group("tests/test_platforms.py::test_first_cell_installs_the_course_and_replaces_nothing[kaggle]") \
+        == "test_platforms-kaggle"
+    assert worker_group("tests/test_metrics.py::test_ndcg[3]") == "test_metrics"
+    selected = ["tests/test_setup.py::test_one_version_in_one_place", "tests/test_setup.py::test_ci_runs_exactly_make_test",
+                "tests/test_setup.py::test_licence_covers_code_and_bundled_text",
+                "tests/test_setup.py::test_build_backend_supports_the_licence_fields"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-v", "-p", "no:cacheprovider",
+                          *selected], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    workers = set(re.findall(r"\[(gw\d+)\] .*PASSED tests/test_setup.py", out.stdout))
+    assert len(re.findall(r"PASSED tests/test_setup.py", out.stdout)) == len(selected), out.stdout[-3000:]
+    assert len(workers) == 1, out.stdout[-3000:]
 
 
 def test_postbuild_installs_the_course_the_models_and_nbgrader_extensions():

@@ -6,6 +6,10 @@ Every chapter's first cell calls :func:`setup_notebook`. The rest of
 * ``full``: hub models and full datasets (Colab or Kaggle with a GPU and internet),
 * ``cpu``:  the embedded default: bundled data, packaged models, minutes on 2 cores,
 * ``tiny``: tests and autograding: tiny models built offline in seconds.
+
+Each chapter takes its sizes (rows, steps, epochs, generation length) from :func:`sizes`: the
+profile's own, or ``tiny``'s in a rehearsal (``COURSE_REHEARSAL=1``), where a test executes the
+``full`` or ``cpu`` code path (the same loaders, models, Trainer and accelerate code) in minutes.
 """
 from __future__ import annotations
 
@@ -20,7 +24,10 @@ import warnings
 from urllib.parse import urlparse
 
 PROFILES = ("full", "cpu", "tiny")
+REHEARSAL_VAR = "COURSE_REHEARSAL"
 HUB_TIMEOUT_S = 1.5
+# what hub_available asks for: a small file of the model every profile but tiny loads first (models.MINILM_HUB)
+HUB_PROBE = ("sentence-transformers/all-MiniLM-L6-v2", "config.json")
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 # Versions this course is tested with: lower bound inclusive (pyproject.toml's, the platforms'
@@ -150,28 +157,65 @@ def device(*, want_gpu: bool = False) -> str:
     return "cpu"
 
 
-def _hub_address() -> tuple[str, int]:
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    if not url.hostname:
-        raise ValueError(f"HF_ENDPOINT must be a URL such as https://huggingface.co, got {url.geturl()!r}")
-    return url.hostname, url.port or (443 if url.scheme == "https" else 80)
+def _hub_endpoint() -> str:
+    """``HF_ENDPOINT`` (default ``https://huggingface.co``), checked to be a URL."""
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    url = urlparse(endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"HF_ENDPOINT must be a URL such as https://huggingface.co, got {endpoint!r}")
+    return endpoint
 
 
-def _can_connect(host: str, port: int, timeout: float) -> bool:
-    """Open a TCP connection in a daemon thread so a slow DNS lookup cannot hold us past ``timeout``."""
-    result: list[bool] = []
+def _probe(endpoint: str, timeout: float) -> str | None:
+    """``None`` when ``endpoint`` serves the course's first download, else why not, in plain words.
+
+    One ``HEAD`` of :data:`HUB_PROBE`'s file (what ``hf_hub_download`` asks first), no redirect
+    followed (a redirect to a CDN means "served"), no retry; ``timeout`` seconds for the connection
+    and the answer, and the whole probe runs in a daemon thread, so a DNS lookup that hangs cannot hold us.
+    """
+    import urllib.error
+    import urllib.request
+
+    repo_id, filename = HUB_PROBE
+    answer: list[str | None] = []
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
 
     def attempt() -> None:
+        request = urllib.request.Request(f"{endpoint}/{repo_id}/resolve/main/{filename}", method="HEAD",
+                                         headers={"User-Agent": "qair-course hub check"})
         try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
+            urllib.request.build_opener(NoRedirect).open(request, timeout=timeout).close()
+            answer.append(None)
+        except urllib.error.HTTPError as error:
+            code = error.headers.get("X-Error-Code", "")
+            if 300 <= error.code < 400:
+                answer.append(None)
+            elif code == "GatedRepo":
+                answer.append(f"{endpoint} answered HTTP {error.code}: {repo_id} is gated; "
+                              "log in with huggingface_hub.login() and accept its conditions on its page")
+            elif error.code in (401, 403, 404):
+                answer.append(f"{endpoint} answered HTTP {error.code}{' ' + code if code else ''}: "
+                              f"it does not serve {repo_id}")
+            elif error.code >= 500:
+                answer.append(f"{endpoint} answered HTTP {error.code}, a server error; rerun this cell later")
+            else:
+                answer.append(f"{endpoint} answered HTTP {error.code}")
+        except (TimeoutError, socket.timeout):
+            answer.append(f"{endpoint} did not answer within {timeout:g} s")
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            if isinstance(reason, (TimeoutError, socket.timeout)):
+                answer.append(f"{endpoint} did not answer within {timeout:g} s")
+            else:
+                answer.append(f"{endpoint} is unreachable ({reason})")
 
     worker = threading.Thread(target=attempt, daemon=True)
     worker.start()
     worker.join(timeout)
-    return bool(result and result[0])
+    return answer[0] if answer else f"{endpoint} did not answer within {timeout:g} s"
 
 
 def go_offline() -> None:
@@ -186,11 +230,15 @@ def go_offline() -> None:
 
 
 def hub_available(*, refresh: bool = False) -> bool:
-    """Can the model/dataset hub be reached? Decided once, within ~2 s, then cached.
+    """Does the model/dataset hub serve the course? Decided once, within ~2 s, then cached.
 
-    When it cannot, :func:`go_offline` sets ``HF_HUB_OFFLINE=1`` (and friends) so
-    that later ``from_pretrained`` / ``load_dataset`` calls fail at once instead of
-    retrying for 20-70 s. ``HF_HUB_OFFLINE=1`` set beforehand means "no" at once.
+    :func:`_probe` asks ``HF_ENDPOINT`` for the course's first download, once: a hub that is
+    unreachable, slower than ``HUB_TIMEOUT_S``, or answers 401/404 (missing, gated) or 5xx
+    means "no", said in one plain sentence. Then :func:`go_offline` sets ``HF_HUB_OFFLINE=1``
+    (and friends) so that later ``from_pretrained`` / ``load_dataset`` calls fail at once instead
+    of retrying for 20-70 s. ``HF_HUB_OFFLINE=1`` set beforehand means "no" at once, silently.
+    Past the probe, downloads wait the clients' own timeouts (``HF_HUB_ETAG_TIMEOUT``,
+    ``HF_HUB_DOWNLOAD_TIMEOUT``: 10 s each in huggingface_hub 2.4).
     """
     global _hub_answer
     if _hub_answer is not None and not refresh:
@@ -198,7 +246,10 @@ def hub_available(*, refresh: bool = False) -> bool:
     if any(os.environ.get(v, "").upper() in ("1", "TRUE", "YES", "ON") for v in _OFFLINE_VARS):
         _hub_answer = False
     else:
-        _hub_answer = _can_connect(*_hub_address(), timeout=HUB_TIMEOUT_S)
+        why = _probe(_hub_endpoint(), HUB_TIMEOUT_S)
+        _hub_answer = why is None
+        if why:
+            print(f"The hub is not used ({why}): the course runs on its bundled data and packaged models.")
     if not _hub_answer:
         go_offline()
     return _hub_answer
@@ -227,6 +278,21 @@ def profile_reason() -> tuple[str, str]:
 def profile() -> str:
     """``full``, ``cpu`` or ``tiny``: the first item of :func:`profile_reason`."""
     return profile_reason()[0]
+
+
+def rehearsal() -> bool:
+    """True when ``COURSE_REHEARSAL`` is set (``1``, ``true``, ``yes``, ``on``): a test rehearses a profile on small sizes."""
+    return os.environ.get(REHEARSAL_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def sizes(chosen: str | None = None) -> str:
+    """The profile whose sizes a chapter uses (its ``{"full": ..., "cpu": ..., "tiny": ...}[SIZES]``
+    tables): ``chosen`` (default: :func:`profile`), or ``tiny`` in a :func:`rehearsal`. Only sizes:
+    which data, models and code run is still ``chosen``'s."""
+    chosen = chosen or profile()
+    if chosen not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {chosen!r}")
+    return "tiny" if rehearsal() else chosen
 
 
 def set_seed(seed: int = 0) -> None:
@@ -277,7 +343,7 @@ def report() -> str:
     usable, cuda_why = cuda_usable()
     rows = [
         ("platform", platform()),
-        ("profile", f"{chosen} ({why})"),
+        ("profile", f"{chosen} ({why})" + (f", tiny sizes ({REHEARSAL_VAR} is set)" if rehearsal() else "")),
         ("device", device() + (f" ({cuda_why})" if usable or _has_cuda() else "")),
         ("grading", "yes" if in_grading() else "no"),
         ("python", sys.version.split()[0]),

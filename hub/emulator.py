@@ -1,11 +1,11 @@
 """A Hugging Face Hub emulator on loopback: the part of the Hub's HTTP API that the installed
 ``huggingface_hub`` (2.4), ``transformers`` (5.x) and ``datasets`` (5.x) request to download.
 
-Routes (``{type}`` is ``models`` or ``datasets``; a model id has no ``models/`` prefix in file URLs):
+Routes (``{type}`` is ``models``, ``datasets`` or ``spaces``; a model id has no ``models/`` prefix in file URLs):
 
 | request | read by | answer |
 |---|---|---|
-| ``HEAD/GET [/datasets]/{id}/resolve/{rev}/{path}`` | ``file_download.get_hf_file_metadata``, ``http_get`` | the file, with ``X-Repo-Commit``, ``ETag``, ``Content-Length``, ``Accept-Ranges``; ``Range`` gives 206 |
+| ``HEAD/GET [/datasets or /spaces]/{id}/resolve/{rev}/{path}`` | ``file_download.get_hf_file_metadata``, ``http_get``; ``evaluate.load`` (a metric's Space) | the file, with ``X-Repo-Commit``, ``ETag``, ``Content-Length``, ``Accept-Ranges``; ``Range`` gives 206 |
 | ``GET /api/{type}/{id}[/revision/{rev}]`` | ``HfApi.model_info`` / ``dataset_info`` / ``repo_info`` | ``id``, ``sha``, ``siblings`` |
 | ``GET /api/{type}/{id}/tree/{rev}[/{path}]`` | ``HfApi.list_repo_tree``, ``HfFileSystem.ls/glob`` | files (``oid``, ``size``) and directories, one page |
 | ``POST /api/{type}/{id}/paths-info/{rev}`` | ``HfApi.get_paths_info``, ``HfFileSystem.info`` | the same entries for the posted ``paths`` |
@@ -29,6 +29,7 @@ Failures as students meet them, switched on :attr:`HubEmulator.fault` (from a te
 * ``missing``: every repository answers 401 ``RepoNotFound`` (what a wrong or deleted id gets);
 * ``gated``: every repository answers 401 ``GatedRepo`` (not logged in, conditions not accepted);
 * ``broken``: every file download sends its headers and half its bytes, then the connection drops;
+* ``server-error``: every request answers 503 (an overloaded or failing hub; clients retry 5xx);
 * ``None``: normal service. "Unreachable" needs no mode: stop the server, or point ``HF_ENDPOINT``
   at a closed port.
 """
@@ -43,7 +44,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-FAULTS = (None, "slow", "missing", "gated", "broken")
+FAULTS = (None, "slow", "missing", "gated", "broken", "server-error")
 
 
 def git_sha(data: bytes) -> str:
@@ -163,14 +164,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._json(200, {"mode": hub.fault, "seconds": hub.seconds})
         if hub.fault == "slow":
             time.sleep(hub.seconds)
+        if hub.fault == "server-error":
+            return self._error(503, "", "Service Unavailable")
         if url.path == "/api/agent-harnesses":
             return self._json(200, {"standardEnvVars": [], "harnesses": {}})
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
-        if parts[:1] == ["api"] and len(parts) >= 3 and parts[1] in ("models", "datasets"):
+        if parts[:1] == ["api"] and len(parts) >= 3 and parts[1] in ("models", "datasets", "spaces"):
             return self._api(method, parts[1][:-1], parts[2:], parse_qs(url.query), body)
         if "resolve" in parts and method in ("GET", "HEAD"):
             at = parts.index("resolve")
-            repo_type, id_parts = ("dataset", parts[1:at]) if parts[0] == "datasets" else ("model", parts[:at])
+            prefixed = {"datasets": "dataset", "spaces": "space"}
+            repo_type, id_parts = (prefixed[parts[0]], parts[1:at]) if parts[0] in prefixed else ("model", parts[:at])
             if len(parts) > at + 2:
                 return self._resolve(method, repo_type, "/".join(id_parts), parts[at + 1], "/".join(parts[at + 2:]))
         hub.unknown.append(f"{method} {self.path}")

@@ -461,4 +461,14 @@ def repos() -> list[Repo]:
     from course_lib.models import write_once
 
     write_once(root, build, marker="complete")
-    return _read(root)
+    return _read(root) + space_repos()
+
+
+def space_repos() -> list[Repo]:
+    """``evaluate-metric/squad``, the Space ``evaluate.load("squad")`` fetches ``squad.py`` from: the
+    course's own SQuAD metric (``course_lib.metrics.squad_metric_path()``), the same inputs and outputs
+    as the Space's (its README: predictions ``{id, prediction_text}``, references ``{id, answers}``)."""
+    from course_lib.metrics import squad_metric_path
+
+    script = (Path(squad_metric_path()) / "squad_v1.py").read_bytes()
+    return [Repo("evaluate-metric/squad", "space", {"main": {"squad.py": script}})]

@@ -124,18 +124,29 @@ def test_hub_check_gives_up_on_a_host_that_never_answers(monkeypatch):
     assert time.perf_counter() - start < env.HUB_TIMEOUT_S + 0.5
 
 
-def test_hub_reachable_on_a_listening_loopback_server(monkeypatch):
+def test_hub_available_when_it_serves_the_first_download(monkeypatch):
+    from hub.emulator import HubEmulator, Repo
+
+    repo_id, filename = env.HUB_PROBE
+    with HubEmulator([Repo(repo_id, "model", {"main": {filename: b"{}"}})]) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert env.hub_available() is True
+        assert hub.requests == [f"HEAD /{repo_id}/resolve/main/{filename}"]
+    assert __import__("os").environ.get("HF_HUB_OFFLINE") is None
+
+
+def test_a_server_that_accepts_but_never_answers_is_not_a_hub(monkeypatch, capsys):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
-        assert env.hub_available() is True
-        assert __import__("os").environ.get("HF_HUB_OFFLINE") is None
+        assert env.hub_available() is False
+    assert f"did not answer within {env.HUB_TIMEOUT_S:g} s" in capsys.readouterr().out
 
 
 def test_hub_answer_is_cached_and_offline_flag_short_circuits(monkeypatch):
     calls = []
-    monkeypatch.setattr(env, "_can_connect", lambda *a, **k: calls.append(1) or True)
+    monkeypatch.setattr(env, "_probe", lambda *a, **k: calls.append(1) or None)
     assert env.hub_available() and env.hub_available()
     assert len(calls) == 1
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -314,3 +325,18 @@ def test_a_submission_from_another_release_is_flagged():
                     {"metadata": {"qair_course": {"version": 1}}}, [], None):
         assert "records no course version" in project.version_warning(hostile, installed="0.1.0")
     assert len(project.version_warning({"metadata": {"qair_course": {"version": "x" * 10_000}}})) < 300
+
+
+@pytest.mark.parametrize("value, rehearsal", [("1", True), ("yes", True), ("TRUE", True), ("0", False), ("", False)])
+def test_a_rehearsal_takes_tiny_sizes_and_keeps_the_profile(monkeypatch, value, rehearsal):
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    monkeypatch.setenv(env.REHEARSAL_VAR, value)
+    assert env.rehearsal() is rehearsal
+    assert env.sizes() == ("tiny" if rehearsal else "full") and env.profile() == "full"
+    assert env.sizes("cpu") == ("tiny" if rehearsal else "cpu")
+    assert ("tiny sizes (COURSE_REHEARSAL is set)" in env.report()) is rehearsal
+
+
+def test_sizes_names_a_bad_profile():
+    with pytest.raises(ValueError, match="profile must be one of"):
+        env.sizes("gpu")

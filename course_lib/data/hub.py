@@ -63,7 +63,7 @@ def _hub_or_bundled(what: str, bundled_name: str, load, bundled_rows):
     """``load()`` from the hub; one plain sentence and ``bundled_rows()`` when the hub is
     unreachable or does not serve it."""
     if not env.hub_available():
-        print(f"The dataset hub is unreachable, so {what} is replaced by the bundled {bundled_name}.")
+        print(f"The dataset hub is not available, so {what} is replaced by the bundled {bundled_name}.")
         return bundled_rows()
     try:
         return load()

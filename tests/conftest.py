@@ -58,24 +58,28 @@ def bubblewrap() -> None:
 
 
 PLATFORMS = tuple(tomllib.loads((ROOT / "platforms.toml").read_text()))
+HUB_REHEARSALS = ("full", "cpu")  # the profiles tests/test_full_profile.py executes against the hub emulator
 
 
 def worker_group(nodeid: str) -> str:
     """The work unit a pytest-xdist worker takes whole (`make test` runs one worker per core).
 
     A test file is one unit, so its module fixtures are built once; the platform rehearsals split by
-    the platform a test is parametrized with (``test_x[colab-01_tfidf]``): each builds its own environment.
+    the platform a test is parametrized with (``test_x[colab-01_tfidf]``): each builds its own environment;
+    the hub rehearsals by profile (``test_full_profile[cpu-04_rag]``): each has its own caches.
     """
     path, _, name = nodeid.partition("::")
     group = Path(path).stem
     params = name.partition("[")[2].rstrip("]").split("-")
     platform = next((p for p in params if p in PLATFORMS), None)
+    if group == "test_full_profile" and params[0] in HUB_REHEARSALS:
+        platform = params[0]
     return f"{group}-{platform}" if platform else group
 
 
 # The longest units, started first so that no worker is left with one at the end (from --durations).
 LONGEST_FIRST = ("test_course_grading", "test_platforms-colab", "test_platforms-kaggle", "test_platforms",
-                 "test_course", "test_hostile")
+                 "test_full_profile-full", "test_full_profile-cpu", "test_course", "test_hostile")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -28,9 +28,12 @@ MAX_TRIES = 6  # downloads of one file that breaks half-way: the first and huggi
 SMALL = Repo("course/tiny", "model", {"main": {"config.json": b'{"a": 1}', "sub/dir/w.bin": bytes(range(100))}})
 
 
+SPACE = Repo("course/metric", "space", {"main": {"metric.py": b"x = 1\n"}})
+
+
 @pytest.fixture(scope="module")
 def small_hub():
-    with HubEmulator([SMALL], aliases={("model", "tiny"): "course/tiny"}) as hub:
+    with HubEmulator([SMALL, SPACE], aliases={("model", "tiny"): "course/tiny"}) as hub:
         yield hub
 
 
@@ -64,6 +67,14 @@ def test_resolve_answers_the_headers_the_client_reads(small_hub):
     status, headers, body = _request(f"{small_hub.url}/course/tiny/resolve/{SMALL.commit('main')}/sub/dir/w.bin",
                                      headers={"Range": "bytes=10-19"})
     assert status == 206 and body == bytes(range(10, 20)) and headers["Content-Range"] == "bytes 10-19/100"
+
+
+def test_a_space_serves_its_files_as_evaluate_load_asks(small_hub):
+    """``evaluate.load("squad")`` reads ``/spaces/evaluate-metric/squad/resolve/<tag>/squad.py``, then ``main``."""
+    status, headers, _ = _request(f"{small_hub.url}/spaces/course/metric/resolve/v0.4.6/metric.py", "HEAD")
+    assert (status, headers["X-Error-Code"]) == (404, "RevisionNotFound")
+    assert _request(f"{small_hub.url}/spaces/course/metric/resolve/main/metric.py")[2] == b"x = 1\n"
+    assert _request(f"{small_hub.url}/course/metric/resolve/main/metric.py", "HEAD")[0] == 401  # not a model
 
 
 def test_errors_carry_the_codes_hf_raise_for_status_reads(small_hub):

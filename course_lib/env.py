@@ -200,7 +200,8 @@ def _probe(endpoint: str, timeout: float) -> str | None:
                 answer.append(f"{endpoint} answered HTTP {error.code}{' ' + code if code else ''}: "
                               f"it does not serve {repo_id}")
             elif error.code >= 500:
-                answer.append(f"{endpoint} answered HTTP {error.code}, a server error; rerun this cell later")
+                answer.append(f"{endpoint} answered HTTP {error.code}, a server error; "
+                              "restart the kernel later to try again")
             else:
                 answer.append(f"{endpoint} answered HTTP {error.code}")
         except (TimeoutError, socket.timeout):

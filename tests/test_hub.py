@@ -225,7 +225,7 @@ PROBE = f"HEAD /{env.HUB_PROBE[0]}/resolve/main/{env.HUB_PROBE[1]}"
 @pytest.mark.parametrize("mode, seconds, why", [
     ("missing", 0, "answered HTTP 401 RepoNotFound: it does not serve sentence-transformers/all-MiniLM-L6-v2"),
     ("gated", 0, "answered HTTP 401: sentence-transformers/all-MiniLM-L6-v2 is gated; log in with huggingface_hub.login()"),
-    ("server-error", 0, "answered HTTP 503, a server error; rerun this cell later"),
+    ("server-error", 0, "answered HTTP 503, a server error; restart the kernel later to try again"),
     ("slow", 4 * env.HUB_TIMEOUT_S, f"did not answer within {env.HUB_TIMEOUT_S:g} s"),
 ], ids=["missing", "gated", "server-error", "slow"])
 def test_a_hub_that_answers_but_does_not_serve_is_left_after_one_request(hub, tmp_path, mode, seconds, why):

@@ -26,8 +26,6 @@ from urllib.parse import urlparse
 PROFILES = ("full", "cpu", "tiny")
 REHEARSAL_VAR = "COURSE_REHEARSAL"
 HUB_TIMEOUT_S = 1.5
-# what hub_available asks for: a small file of the model every profile but tiny loads first (models.MINILM_HUB)
-HUB_PROBE = ("sentence-transformers/all-MiniLM-L6-v2", "config.json")
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 # Versions this course is tested with: lower bound inclusive (pyproject.toml's, the platforms'
@@ -166,17 +164,29 @@ def _hub_endpoint() -> str:
     return endpoint
 
 
+def hub_check_repo() -> str:
+    """The repository :func:`hub_available` asks for: the model every profile but tiny loads first."""
+    from .models import MINILM_HUB  # models imports env: a late import
+
+    return MINILM_HUB
+
+
+def hub_check_path() -> str:
+    """What :func:`hub_available` asks the hub for: a small file of :func:`hub_check_repo`."""
+    return f"/{hub_check_repo()}/resolve/main/config.json"
+
+
 def _probe(endpoint: str, timeout: float) -> str | None:
     """``None`` when ``endpoint`` serves the course's first download, else why not, in plain words.
 
-    One ``HEAD`` of :data:`HUB_PROBE`'s file (what ``hf_hub_download`` asks first), no redirect
+    One ``HEAD`` of :func:`hub_check_path` (what ``hf_hub_download`` asks first), no redirect
     followed (a redirect to a CDN means "served"), no retry; ``timeout`` seconds for the connection
     and the answer, and the whole probe runs in a daemon thread, so a DNS lookup that hangs cannot hold us.
     """
     import urllib.error
     import urllib.request
 
-    repo_id, filename = HUB_PROBE
+    repo_id, path = hub_check_repo(), hub_check_path()
     answer: list[str | None] = []
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -184,7 +194,7 @@ def _probe(endpoint: str, timeout: float) -> str | None:
             return None
 
     def attempt() -> None:
-        request = urllib.request.Request(f"{endpoint}/{repo_id}/resolve/main/{filename}", method="HEAD",
+        request = urllib.request.Request(endpoint + path, method="HEAD",
                                          headers={"User-Agent": "qair-course hub check"})
         try:
             urllib.request.build_opener(NoRedirect).open(request, timeout=timeout).close()

@@ -127,11 +127,10 @@ def test_hub_check_gives_up_on_a_host_that_never_answers(monkeypatch):
 def test_hub_available_when_it_serves_the_first_download(monkeypatch):
     from hub.emulator import HubEmulator, Repo
 
-    repo_id, filename = env.HUB_PROBE
-    with HubEmulator([Repo(repo_id, "model", {"main": {filename: b"{}"}})]) as hub:
+    with HubEmulator([Repo(env.hub_check_repo(), "model", {"main": {"config.json": b"{}"}})]) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         assert env.hub_available() is True
-        assert hub.requests == [f"HEAD /{repo_id}/resolve/main/{filename}"]
+        assert hub.requests == [f"HEAD {env.hub_check_path()}"]
     assert __import__("os").environ.get("HF_HUB_OFFLINE") is None
 
 

@@ -70,7 +70,7 @@ def _requested(hub: HubEmulator, requests: list[str]) -> set[tuple[str, str]]:
     known = set(hub.repos) | set(hub.aliases)
     asked = set()
     requests = list(requests)
-    requests.remove(f"HEAD /{env.HUB_PROBE[0]}/resolve/main/{env.HUB_PROBE[1]}")
+    requests.remove(f"HEAD {env.hub_check_path()}")
     for line in requests:
         path = line.split(" ", 1)[1].split("?")[0]
         for repo_type, repo_id in known:

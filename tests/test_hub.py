@@ -219,7 +219,7 @@ FAULT_CLIENT = """
                        ("dureader", lambda: data.load_dureader(limit=2))]:
         print(name, load().num_rows)
 """
-PROBE = f"HEAD /{env.HUB_PROBE[0]}/resolve/main/{env.HUB_PROBE[1]}"
+PROBE = f"HEAD {env.hub_check_path()}"
 
 
 @pytest.mark.parametrize("mode, seconds, why", [

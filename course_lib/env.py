@@ -97,7 +97,9 @@ def gpu_hint(where: str | None = None) -> str:
         return "No GPU found. In Colab: Runtime > Change runtime type > Hardware accelerator: GPU, then rerun."
     if where == "kaggle":
         return "No GPU found. In Kaggle: Settings > Accelerator > GPU (phone-verified account needed), then rerun."
-    return "No GPU found: this chapter runs on the CPU with the smaller 'cpu' profile."
+    chosen = profile()
+    return "No GPU found: this chapter runs on the CPU" + (
+        " with the smaller 'cpu' profile." if chosen == "cpu" else f", on the '{chosen}' profile all the same.")
 
 
 def cuda_usable(*, refresh: bool = False) -> tuple[bool, str]:

@@ -94,6 +94,14 @@ def test_device_hint_names_the_platform_menu(monkeypatch, capsys):
     assert env.device() == "cpu" and capsys.readouterr().out == ""
 
 
+@pytest.mark.parametrize("profile, said", [("cpu", "runs on the CPU with the smaller 'cpu' profile."),
+                                           ("full", "runs on the CPU, on the 'full' profile all the same.")])
+def test_the_local_hint_names_the_profile_that_runs(monkeypatch, profile, said):
+    """COURSE_PROFILE=full on a CPU (a maintainer against `make hub`) is not the 'cpu' profile."""
+    monkeypatch.setenv("COURSE_PROFILE", profile)
+    assert env.gpu_hint("local") == f"No GPU found: this chapter {said}"
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -105,7 +105,8 @@ from nbgrader.preprocessors import Execute as _Execute
 from nbgrader.converters import Autograde as _Autograde
 _pre = c.Autograde.autograde_preprocessors if "autograde_preprocessors" in c.Autograde \\
     else _Autograde.autograde_preprocessors.default_value
-c.Autograde.autograde_preprocessors = ["course_lib.sandbox.SandboxedExecute" if p is _Execute else p for p in _pre]
+_unconfined = (_Execute, "course_lib.nbgrader_ext.SandboxRequired")  # the course's config names the latter
+c.Autograde.autograde_preprocessors = ["course_lib.sandbox.SandboxedExecute" if p in _unconfined else p for p in _pre]
 c.SandboxedExecute.sandbox = {sandbox!r}
 c.SandboxedExecute.max_output_chars = {output_chars}
 c.SandboxedExecute.timeout = {cell_timeout}

@@ -571,7 +571,12 @@ def check(
         return None
     if callable(student):
         with _blocked(target):  # once per group: finding every reference walks the whole heap
-            results = [_run_student(student, args, kwargs) for args, kwargs in calls]
+            results = []
+            for args, kwargs in calls:
+                results.append(_run_student(student, args, kwargs))
+                if results[-1].get("reference"):  # the group fails on it: the other cases need not run
+                    results += [results[-1]] * (len(calls) - len(results))
+                    break
     else:
         results = [{"error": f"expected a function, got {type(student).__name__}"}] * len(calls)
     record = {"target": target, "group": group, "hidden": hidden, "n": len(calls), "digest": inputs_digest(calls),

@@ -5,9 +5,13 @@
 nbgrader's own ``LimitOutput`` counts lines, so a submission printing one 10 MB line
 keeps all of it in the graded notebook and its feedback. :class:`LimitOutputChars`
 cuts every text output to ``max_chars`` characters.
+
+:class:`SandboxRequired` stands where nbgrader's ``Execute`` stood: nbgrader's own autograde
+(formgrader's button, ``nbgrader autograde`` by hand) would run student code with the
+instructor's rights in the course folder, so it stops and says how to grade instead.
 """
 import nbformat
-from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
 from traitlets import Bool, Integer
 
 # The grading kernel's arguments: removes the chapter's references before any student code
@@ -17,6 +21,19 @@ KERNEL_ARGUMENTS = [
     "--IPKernelApp.exec_lines=['import course_lib.grading as _course_grading', "
     "'_course_grading.kernel_start()', 'del _course_grading']",
 ]
+
+
+GRADE_IN_THE_SANDBOX = (
+    "qair-course runs student code only in its grading sandbox: run `make grade` (python -m course_lib.course "
+    "grade) from the course folder; the grades, feedback and formgrader's pages then show the results")
+
+
+class SandboxRequired(Execute):
+    """nbgrader's autograde outside :mod:`course_lib.grader`: refuses before any student code runs.
+    (The grader's job configuration puts :class:`course_lib.sandbox.SandboxedExecute` here.)"""
+
+    def preprocess(self, nb, resources, *args, **kwargs):
+        raise RuntimeError(GRADE_IN_THE_SANDBOX)
 
 
 class LimitOutputChars(NbGraderPreprocessor):

@@ -10,6 +10,9 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(HERE, "gradebook.db")
 # The exchange lives inside the course, so formgrader and the assignment list work
 # without system folders (a laptop, Binder, a single-user JupyterHub).
 c.Exchange.root = os.path.join(HERE, "exchange")
+# formgrader offers release and collect only when the exchange exists (nbgrader's command-line
+# release would create it; formgrader never does): a fresh clone gets it on first use.
+os.makedirs(c.Exchange.root, exist_ok=True)
 
 # Per-chapter cell timeout: `python -m course_lib.course` sets COURSE_CELL_TIMEOUT from
 # course_lib.course.CELL_TIMEOUTS; 120 s when nbgrader is run by hand.
@@ -45,12 +48,15 @@ c.Autograde.sanitize_preprocessors = [
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties, CheckCellMetadata, Execute, GetGrades, IgnorePattern, LimitOutput,
+    AssignLatePenalties, CheckCellMetadata, GetGrades, IgnorePattern, LimitOutput,
     SaveAutoGrades,
 )
 
+# nbgrader's own Execute would run student code unconfined (formgrader's autograde button,
+# `nbgrader autograde` by hand): SandboxRequired refuses and says to run `make grade`, whose
+# jobs put course_lib.sandbox.SandboxedExecute in its place.
 c.Autograde.autograde_preprocessors = [
-    Execute, "course_lib.nbgrader_ext.JudgeTestCells", IgnorePattern, ClearMetadataPreprocessor, LimitOutput, "course_lib.nbgrader_ext.LimitOutputChars",
+    "course_lib.nbgrader_ext.SandboxRequired", "course_lib.nbgrader_ext.JudgeTestCells", IgnorePattern, ClearMetadataPreprocessor, LimitOutput, "course_lib.nbgrader_ext.LimitOutputChars",
     SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
 ]
 c.GenerateFeedback.preprocessors = [GetGrades, "course_lib.nbgrader_ext.ClearHiddenTestsInFeedback", CSSHTMLHeaderPreprocessor]

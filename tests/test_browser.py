@@ -2,6 +2,8 @@
 notebook run top to bottom in headless Chromium (Debian's package, driven by Playwright)."""
 from __future__ import annotations
 
+import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -47,13 +49,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def jupyterlab(tmp_path):
-    """JupyterLab on 127.0.0.1 serving a copy of the first release chapter; stopped by its process group."""
-    chapter = course.chapters()[0]
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(ROOT / "notebooks" / "release" / chapter / f"{chapter}.ipynb", work)
+@contextlib.contextmanager
+def _jupyterlab(root: Path, tmp_path: Path):
+    """JupyterLab on 127.0.0.1 serving ``root`` (started from it, so nbgrader reads a course's
+    nbgrader_config.py there): yields (url, token); stopped by its process group."""
     port, token = _free_port(), "qair-test-token"
     # Render every cell (JupyterLab 4 leaves off-screen cells empty by default) and skip the news prompt.
     settings = tmp_path / "settings"
@@ -65,8 +64,8 @@ def jupyterlab(tmp_path):
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", "--allow-root",
          f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={work}", "--ServerApp.port_retries=0"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+         f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root,
         env={**os.environ, "COURSE_PROFILE": "tiny", "JUPYTERLAB_SETTINGS_DIR": str(settings)},
     )
     url = f"http://127.0.0.1:{port}"
@@ -81,7 +80,7 @@ def jupyterlab(tmp_path):
                 time.sleep(0.5)
         else:
             raise RuntimeError("JupyterLab did not start within 60 s")
-        yield url, token, chapter
+        yield url, token
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -92,32 +91,114 @@ def jupyterlab(tmp_path):
         log.close()
 
 
-def test_student_runs_a_release_notebook_in_jupyterlab(jupyterlab):
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """JupyterLab serving a copy of the first release chapter."""
+    chapter = course.chapters()[0]
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(ROOT / "notebooks" / "release" / chapter / f"{chapter}.ipynb", work)
+    with _jupyterlab(work, tmp_path) as (url, token):
+        yield url, token, chapter
+
+
+@contextlib.contextmanager
+def _chromium_page():
     from playwright.sync_api import sync_playwright
 
-    url, token, chapter = jupyterlab
     executable = _chromium()
-    shot = ROOT / "build" / f"browser-{chapter}.png"
-    shot.parent.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/lab/tree/{chapter}.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-            # nbgrader's JupyterLab extension adds a Validate button to the notebook toolbar; the toolbar
-            # renders after the cells, later still on a loaded machine: wait for it, never count at once
-            page.locator("button:has-text('Validate'), .jp-ToolbarButtonComponent:has-text('Validate')").first.wait_for(
-                state="visible", timeout=90_000)
-            page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=90_000)
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-            # the first exercise is unsolved in the release: its visible test fails in the output area
-            # with course_lib.grading's one-line message
-            message = page.get_by_text("raised NotImplementedError").first
-            message.wait_for(timeout=180_000)
-            message.scroll_into_view_if_needed()
-            page.screenshot(path=str(shot), full_page=False)
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
         finally:
             browser.close()
+
+
+def test_student_runs_a_release_notebook_in_jupyterlab(jupyterlab):
+    url, token, chapter = jupyterlab
+    shot = ROOT / "build" / f"browser-{chapter}.png"
+    shot.parent.mkdir(exist_ok=True)
+    with _chromium_page() as page:
+        page.goto(f"{url}/lab/tree/{chapter}.ipynb?token={token}")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+        # nbgrader's JupyterLab extension adds a Validate button to the notebook toolbar; the toolbar
+        # renders after the cells, later still on a loaded machine: wait for it, never count at once
+        page.locator("button:has-text('Validate'), .jp-ToolbarButtonComponent:has-text('Validate')").first.wait_for(
+            state="visible", timeout=90_000)
+        page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=90_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        # the first exercise is unsolved in the release: its visible test fails in the output area
+        # with course_lib.grading's one-line message
+        message = page.get_by_text("raised NotImplementedError").first
+        message.wait_for(timeout=180_000)
+        message.scroll_into_view_if_needed()
+        page.screenshot(path=str(shot), full_page=False)
     assert shot.stat().st_size > 10_000
+
+
+def _formgrader_click(page, icon: str, done: str) -> str:
+    """Click ``icon`` in the first chapter's row of formgrader's Manage Assignments; the log of the
+    dialog that says ``done``, then the dialog closed."""
+    row = page.locator("tr", has=page.locator("td.name", has_text=course.chapters()[0]))
+    row.locator(f".{icon}").click()
+    dialog = page.locator("#success-modal, #error-modal").last
+    dialog.wait_for(state="visible", timeout=300_000)
+    text = dialog.inner_text()
+    assert dialog.get_attribute("id") == "success-modal" and done in text, text[-2000:]
+    dialog.locator("button.close").first.click()
+    dialog.wait_for(state="detached", timeout=30_000)
+    return text
+
+
+@pytest.mark.usefixtures("bubblewrap")
+def test_instructor_and_student_round_trip_through_the_exchange_in_jupyterlab(tmp_path):
+    """`make lab` as the instructor and a student on one machine would use it: release from formgrader,
+    fetch and submit from the Assignments panel, collect from formgrader, `make grade`, feedback
+    released from formgrader and fetched by the student, who reads it without the hidden tests."""
+    from test_course import _scratch_course
+
+    chapter = course.chapters()[0]
+    root = _scratch_course(tmp_path)
+    course.release(root, only=[chapter])                                  # make release
+    student = getpass.getuser()
+    with _jupyterlab(root, tmp_path) as (url, token), _chromium_page() as page:
+        page.goto(f"{url}/formgrader?token={token}")                     # the instructor
+        page.locator("td.name", has_text=chapter).wait_for(timeout=90_000)
+        _formgrader_click(page, "glyphicon-cloud-upload", "Successfully released")
+
+        page.goto(f"{url}/lab?token={token}")                            # the student
+        page.get_by_role("menuitem", name="Nbgrader", exact=True).click()
+        page.get_by_role("menuitem", name="Assignment List", exact=True).click()
+        released = page.locator("#released_assignments_list")
+        released.get_by_role("button", name="Fetch", exact=True).click(timeout=90_000)
+        fetched = page.locator("#fetched_assignments_list")
+        fetched.get_by_role("button", name="Submit", exact=True).wait_for(timeout=90_000)
+        work = root / chapter / f"{chapter}.ipynb"
+        assert work.is_file()
+        shutil.copy(root / "source" / chapter / f"{chapter}.ipynb", work)  # the student solves it
+        fetched.get_by_role("button", name="Submit", exact=True).click()
+        page.locator("#submitted_assignments_list .item_status").first.wait_for(timeout=90_000)
+
+        page.goto(f"{url}/formgrader?token={token}")                     # the instructor
+        page.locator("td.name", has_text=chapter).wait_for(timeout=90_000)
+        _formgrader_click(page, "glyphicon-cloud-download", "Successfully collected")
+        assert (root / "submitted" / student / chapter / f"{chapter}.ipynb").is_file()
+        results = course.grade(root, workers=1)                          # make grade
+        assert results[(student, chapter)]["score"] == results[(student, chapter)]["max_score"] > 0
+        page.reload()
+        page.locator("td.name", has_text=chapter).wait_for(timeout=90_000)
+        _formgrader_click(page, "glyphicon-envelope", "Successfully released feedback")
+
+        page.goto(f"{url}/lab?token={token}")                            # the student
+        page.get_by_role("menuitem", name="Nbgrader", exact=True).click()
+        page.get_by_role("menuitem", name="Assignment List", exact=True).click()
+        page.get_by_role("button", name="Fetch Feedback", exact=True).click(timeout=90_000)
+        deadline = time.monotonic() + 120                                 # the panel says nothing when done
+        while not (feedback := list((root / chapter / "feedback").glob(f"*/{chapter}.html"))) \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert feedback, "the student's Fetch Feedback brought no feedback"
+        html = feedback[0].read_text()
+        assert "tf_weight" in html and "BEGIN HIDDEN TESTS" not in html

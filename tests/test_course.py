@@ -133,6 +133,7 @@ def test_nbgrader_config_loads_without_errors():
     exec(compile((COURSE / "nbgrader_config.py").read_text(), "nbgrader_config.py", "exec"), namespace)
     assert config.CourseDirectory.root == str(COURSE)
     assert config.Exchange.root == str(COURSE / "exchange")
+    assert (COURSE / "exchange").is_dir()  # formgrader's release and collect need it
     assert "course_lib.nbgrader_ext.LimitOutputChars" in config.Autograde.autograde_preprocessors
 
 

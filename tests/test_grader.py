@@ -57,6 +57,25 @@ def test_exchange_and_dask_round_trip(small_course):
     assert fetched and "tf_weight" in fetched[0].read_text()
 
 
+def test_nbgrader_autograde_outside_the_grader_refuses_before_student_code_runs(small_course, tmp_path):
+    """formgrader's autograde button and `nbgrader autograde` by hand would run the student's code
+    unconfined: they stop with the message that says to run `make grade`, and no student code runs."""
+    import nbformat
+
+    from course_lib.nbgrader_ext import GRADE_IN_THE_SANDBOX
+
+    root = shutil.copytree(small_course, tmp_path / "course")
+    submitted = root / "submitted" / getpass.getuser() / CH / f"{CH}.ipynb"
+    nb = nbformat.read(submitted, as_version=4)
+    ran = tmp_path / "student-code-ran"
+    nb.cells.insert(2, nbformat.v4.new_code_cell(f"open({str(ran)!r}, 'w').write('unconfined')"))
+    nbformat.write(nb, submitted)
+    out = course.nbgrader("autograde", CH, "--force", course_root=root)
+    assert GRADE_IN_THE_SANDBOX in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+    assert not ran.exists()
+    assert not (root / "autograded" / getpass.getuser() / CH / f"{CH}.ipynb").exists()
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, "2"])
 def test_workers_must_be_a_positive_int(small_course, workers):
     with pytest.raises(ValueError, match="workers must be an int >= 1"):

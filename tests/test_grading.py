@@ -54,6 +54,20 @@ def test_every_route_to_the_reference_is_refused(cheat):
     assert sparse.tf_weight(10) == 2.0 and imported(10) == 2.0, "undone afterwards"
 
 
+def test_a_function_that_reaches_the_reference_runs_once_per_group():
+    """The group fails on the first call that reaches the reference; the other cases are not run
+    (a slow cheat, such as loading the evaluate metric on every call, would run out the cell's time)."""
+    calls = []
+
+    def cheat(c):
+        calls.append(c)
+        return sparse.tf_weight(c)
+
+    with pytest.raises(AssertionError, match="write it yourself"):
+        check(cheat, TF, cases=[(1,), (10,), (100,)], random_cases=lambda rng: (int(rng.integers(1, 99)),), n_random=40)
+    assert calls == [1]
+
+
 def test_dispatch_table_and_metric_parts_are_refused():
     def p_at_k(ranking, qrels, k):
         return metrics.evaluate_run({"q": ranking}, {"q": qrels}, [f"p@{k}"])["p@" + str(k)]

@@ -318,27 +318,50 @@ def _smollm2_tokenizer():
 
 
 def _smollm2() -> Path:
-    """SmolLM2-135M-Instruct de-quantised from the package's GGUF into safetensors, once."""
+    """SmolLM2-135M-Instruct de-quantised from the package's GGUF into safetensors, once, in a
+    child process: the conversion's memory goes back to the system when it exits, not to the
+    kernel's heap (chapter 4 stays inside Binder's 2 GB)."""
+    import subprocess
 
     def build(tmp: Path) -> None:
-        from transformers import AutoModelForCausalLM
-
-        gguf = _packaged_smollm2()
         print("Converting the packaged SmolLM2-135M-Instruct (GGUF) to safetensors once; later loads take seconds.")
-        with _quiet_loading():
-            tokenizer = _smollm2_tokenizer()
-            quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        # a model loaded from GGUF refuses save_pretrained: copy its weights into a plain one
-        config = quantised.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        plain = AutoModelForCausalLM.from_config(config)
-        plain.load_state_dict(quantised.state_dict(), strict=True)
-        with _quiet_loading():
-            plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run([sys.executable, "-c", "import sys; from course_lib import models; models._convert_smollm2(sys.argv[1])",
+                               str(tmp)], env=child_env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"converting {_packaged_smollm2()} failed (exit status {done.returncode}):\n{done.stderr[-2000:]}")
 
     return write_once(cache_dir() / "smollm2-135m-instruct", build)
+
+
+def _convert_smollm2(target: str) -> None:
+    """Child process of :func:`_smollm2`: one float32 copy of the weights at a time. The model is
+    a skeleton on the meta device (names only), the GGUF tensors are de-quantised into a dict
+    and written as they are; ``lm_head`` is tied to the embeddings and not stored."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    gguf = _packaged_smollm2()
+    with _quiet_loading():
+        tokenizer = _smollm2_tokenizer()
+        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)
+        tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=skeleton)["tensors"]
+    expected = {name for name in skeleton.state_dict() if not (config.tie_word_embeddings and name == "lm_head.weight")}
+    if config.tie_word_embeddings:
+        tensors.pop("lm_head.weight", None)
+    if set(tensors) != expected:
+        raise RuntimeError(f"{gguf.name} does not match {type(skeleton).__name__}: missing "
+                           f"{sorted(expected - set(tensors))[:5]}, unexpected {sorted(set(tensors) - expected)[:5]}")
+    save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, str(Path(target) / "model.safetensors"),
+              metadata={"format": "pt"})
+    config.save_pretrained(target)
+    GenerationConfig.from_model_config(config).save_pretrained(target)
+    tokenizer.save_pretrained(target)
 
 
 def _tiny_llama() -> Path:

@@ -70,3 +70,37 @@ def test_a_chapter_over_the_limit_fails_naming_it(tmp_path, monkeypatch, group):
     root = _course(tmp_path, "b = bytearray(600 * 2**20); b[::4096] = b'x' * len(b[::4096])")
     with pytest.raises(RuntimeError, match=r"01_x failed .*0\.5 GiB memory limit killed"):
         course.execute_chapter("01_x", "tiny", root, memory_limit=512 * MiB)
+
+
+_FRAGMENTS = """
+import gc, sys
+from course_lib import cgroup
+fixed = sys.argv[1] == "fixed" and cgroup.return_freed_memory()
+def rss_mb():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+def touched(mb):
+    b = bytearray(mb * 2**20); b[::4096] = b"x" * len(b[::4096]); return b
+del_me = touched(16); del del_me                    # glibc raises its mmap threshold to 16 MiB here
+blocks, small = [], []
+for _ in range(20):                                 # 8 MiB blocks, each followed by a small live one
+    blocks.append(touched(8)); small.append(bytearray(1000))
+held = rss_mb(); del blocks; gc.collect()
+print(fixed, held - rss_mb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator is what is tested")
+def test_return_freed_memory_gives_freed_blocks_back_to_the_system():
+    def freed_mb(mode):
+        out = subprocess.run([sys.executable, "-c", _FRAGMENTS, mode], capture_output=True, text=True, check=True)
+        fixed, mb = out.stdout.split()
+        return fixed, int(mb)
+    assert freed_mb("fixed") == ("True", pytest.approx(160, abs=16))   # 20 blocks of 8 MiB went back
+    fixed, freed = freed_mb("default")
+    assert fixed == "False" and freed < 16                             # without it glibc keeps them as fragments
+
+
+@pytest.mark.parametrize("threshold", [0, 4095, 2**26, 1.5, True, "64k"])
+def test_return_freed_memory_rejects_a_bad_threshold(threshold):
+    with pytest.raises(ValueError, match="mmap_threshold must be an int number of bytes"):
+        cgroup.return_freed_memory(threshold)

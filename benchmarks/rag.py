@@ -30,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = Path(os.environ.get("QAIR_SHARED", ROOT.parent / "shared")) / "data" / "squad" / "dev-v1.1.json.zip"
-READERS = ("free", "shots", "spans")
+READERS = ("free", "shots", "spans", "ranked")
 
 
 def sample(rows: list[dict], n_articles: int, n_questions: int, seed: int):
@@ -102,7 +102,8 @@ def main() -> None:
     shots = rag.training_shots(options.shots)
     reader_of = {"free": rag.GenerativeReader(generator),
                  "shots": rag.GenerativeReader(generator, shots=shots),
-                 "spans": rag.GenerativeReader(generator, shots=shots, constrained=True)}
+                 "spans": rag.GenerativeReader(generator, shots=shots, decoding="spans"),
+                 "ranked": rag.GenerativeReader(generator, shots=shots, decoding="ranked")}
     conditions = {"closed-book": [None] * len(qs), "gold paragraph": [[by_id[g]] for g in gold]}
     conditions.update({f"{name} top {options.k}": [ps[:options.k] for ps in lists] for name, lists in found.items()})
 
@@ -112,7 +113,7 @@ def main() -> None:
     for reader_name in readers:
         reader = reader_of[reader_name]
         for condition, passage_lists in conditions.items():
-            if reader_name == "spans" and condition == "closed-book":
+            if reader_name in ("spans", "ranked") and condition == "closed-book":
                 continue  # no passages, nothing to constrain: the same answers as "shots"
             start = time.perf_counter()
             results = reader.read_batch(questions, passage_lists)

@@ -585,11 +585,13 @@ class GenerativeReader:
     * ``"spans"``: greedy decoding under a :class:`course_lib.generate.SpanConstraint`: a
       span of at most ``max_answer_tokens`` tokens of one passage, whole words;
     * ``"ranked"``: the reader as a ranker of spans.  The ``sentences`` sentences that share
-      most words with the question (:func:`best_sentences`) make the prompt, every
-      :func:`answer_candidates` span of them (up to ``max_answer_words`` words) is scored by
-      the model, and the most likely whole answer wins::
+      most words with the question (:func:`best_sentences`) make the prompt; the
+      :func:`answer_candidates` spans of them (up to ``max_answer_words`` words) are the
+      answers it may give.  The model first scores where an answer starts, keeping the
+      ``starts`` first words w with the highest log p(w | question, sentences), then scores
+      every candidate that starts there as a whole answer; the most likely one wins::
 
-          answer = argmax_{a in candidates} log p(a, eos | question, sentences)
+          answer = argmax_{a in candidates, first word in the kept starts} log p(a, eos | question, sentences)
 
     A span answer cites the first (best-ranked) passage that contains it.
     """
@@ -599,16 +601,16 @@ class GenerativeReader:
     def __init__(self, generator, *, style: str = SHORT_ANSWER, shots: Sequence[Mapping] = (),
                  budget: int | None = None, with_title: bool = True, max_new_tokens: int | None = None,
                  decoding: str = "free", max_answer_tokens: int = 12, sentences: int = 2,
-                 max_answer_words: int = 5):
+                 max_answer_words: int = 5, starts: int = 4):
         if decoding not in self.DECODINGS:
             raise ValueError(f"decoding must be one of {self.DECODINGS}, got {decoding!r}")
         for value, name in ((max_answer_tokens, "max_answer_tokens"), (sentences, "sentences"),
-                            (max_answer_words, "max_answer_words")):
+                            (max_answer_words, "max_answer_words"), (starts, "starts")):
             _check_positive(value, name)
         self.generator, self.style, self.shots, self.budget = generator, style, list(shots), budget
         self.with_title, self.max_new_tokens = with_title, max_new_tokens
         self.decoding, self.max_answer_tokens = decoding, max_answer_tokens
-        self.sentences, self.max_answer_words = sentences, max_answer_words
+        self.sentences, self.max_answer_words, self.starts = sentences, max_answer_words, starts
 
     def prompt(self, question: str, passages: Sequence | None) -> Prompt:
         return make_prompt(question, passages, shots=self.shots, style=self.style, with_title=self.with_title,
@@ -659,8 +661,9 @@ class GenerativeReader:
         return results
 
     def _rank_spans(self, questions: list[str], passage_lists: list) -> list[dict]:
-        """The ``"ranked"`` decoding: one :meth:`course_lib.generate.Generator.logprob` call
-        scores every candidate of every question (the few-shot turns are read once)."""
+        """The ``"ranked"`` decoding: two :meth:`course_lib.generate.Generator.logprob` calls
+        (the first words, then the kept candidates) for all questions at once (the few-shot
+        turns are read once)."""
         prompts, candidates = [], []
         for question, passages in zip(questions, passage_lists):
             chosen = best_sentences(question, passages, self.sentences)
@@ -668,6 +671,14 @@ class GenerativeReader:
                                        with_title=False))
             candidates.append(distinct(a for _, text in chosen
                                        for a in answer_candidates(question, text, self.max_answer_words)))
+        firsts = [(i, w) for i, cs in enumerate(candidates) for w in distinct(a.split()[0] for a in cs)]
+        first_scores = self.generator.logprob([prompts[i] for i, _ in firsts], [w for _, w in firsts]) \
+            if firsts else []
+        kept: dict[int, list[tuple[float, str]]] = {}
+        for (i, w), score in zip(firsts, first_scores):
+            kept.setdefault(i, []).append((-float(score), w))
+        kept_words = {i: {w for _, w in sorted(pairs)[:self.starts]} for i, pairs in kept.items()}
+        candidates = [[a for a in cs if a.split()[0] in kept_words.get(i, ())] for i, cs in enumerate(candidates)]
         flat = [(i, a) for i, cs in enumerate(candidates) for a in cs]
         scores = self.generator.logprob([prompts[i] for i, _ in flat], [a for _, a in flat], stop=True) \
             if flat else []

@@ -129,7 +129,7 @@ def test_span_trie_and_generate_reject_bad_input(tiny_generator):
         tiny_generator.generate(["a", "b"], spans=[SpanTrie(["a b"], tiny_generator.tokenizer)])
     with pytest.raises(ValueError, match="decoding must be one of"):
         rag.GenerativeReader(tiny_generator, decoding="yes")
-    for name in ("max_answer_tokens", "sentences", "max_answer_words"):
+    for name in ("max_answer_tokens", "sentences", "max_answer_words", "starts"):
         with pytest.raises(ValueError, match=name):
             rag.GenerativeReader(tiny_generator, **{name: 0})
 
@@ -207,8 +207,9 @@ def test_best_sentences_by_hand():
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(passages=passages_strategy(), question=st.text(min_size=1, max_size=40))
 def test_ranked_answer_is_the_most_likely_candidate(tiny_generator, passages, question):
-    """The oracle: score every candidate alone (no shared cache, no batches) and take the best."""
-    reader = rag.GenerativeReader(tiny_generator, decoding="ranked", max_answer_words=3)
+    """The oracle: score every first word, then every kept candidate, alone (one full forward
+    pass each, no shared cache, no batches) and take the best."""
+    reader = rag.GenerativeReader(tiny_generator, decoding="ranked", max_answer_words=3, starts=2)
     chunks = [{"chunk_id": f"c{i}", "doc_id": f"d{i}", "title": "", "text": p} for i, p in enumerate(passages)]
     result = reader.read(question, chunks)
     chosen = [text for _, text in rag.best_sentences(question, chunks, reader.sentences)]
@@ -219,14 +220,22 @@ def test_ranked_answer_is_the_most_likely_candidate(tiny_generator, passages, qu
     prompt = tiny_generator.render(result["prompt"])
     ids = tiny_generator.tokenizer(prompt, add_special_tokens=False)["input_ids"]
     eos = tiny_generator.tokenizer.eos_token_id
-    best = None
-    for a in candidates:
-        tokens = tiny_generator.tokenizer(a, add_special_tokens=False)["input_ids"] + [eos]
+
+    def score(text, end):
+        tokens = tiny_generator.tokenizer(text, add_special_tokens=False)["input_ids"] + end
         with torch.inference_mode():
             logp = tiny_generator.model(torch.tensor([ids + tokens])).logits[0].log_softmax(-1)
-        score = float(sum(logp[len(ids) - 1 + k, t] for k, t in enumerate(tokens)))
-        if best is None or score > best[0] + 1e-4:
-            best = (score, a)
+        return float(sum(logp[len(ids) - 1 + k, t] for k, t in enumerate(tokens)))
+
+    firsts = sorted(dict.fromkeys(a.split()[0] for a in candidates), key=lambda w: (-score(w, []), w))
+    assert result["candidates"] == len([a for a in candidates if a.split()[0] in firsts[:2]])
+    best = None
+    for a in candidates:
+        if a.split()[0] not in firsts[:2]:
+            continue
+        value = score(a, [eos])
+        if best is None or value > best[0] + 1e-4:
+            best = (value, a)
     assert result["score"] == pytest.approx(best[0], abs=1e-3)
     assert result["answer"] in candidates and result["score"] >= best[0] - 1e-3
     [n] = result["cited"]

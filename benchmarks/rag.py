@@ -13,9 +13,13 @@ paragraph.  Printed, in one run:
 
 Readers (``--readers``): ``free`` is the zero-shot reader the chapter started from;
 ``shots`` adds worked examples from the bundled QA training split; ``spans`` also
-constrains decoding to spans of the passages (``course_lib.generate.SpanConstraint``).
+constrains decoding to spans of the passages (``course_lib.generate.SpanConstraint``);
+``ranked`` (with the same shots) scores candidate spans of the sentences closest to the
+question by log p(answer, eos | question, sentences) (``GenerativeReader(decoding="ranked")``).
 
-    .venv/bin/python benchmarks/rag.py [--articles 4] [--questions 100] [--k 3] [--readers free,shots,spans]
+    .venv/bin/python benchmarks/rag.py [--articles 4] [--questions 100] [--k 3] [--readers free,shots,spans,ranked]
+
+The dev set is read from ``$QAIR_SHARED/data/squad`` (default: ``../shared`` beside the checkout).
 
 Times depend on the machine's load: on a shared machine they are pessimistic.
 """

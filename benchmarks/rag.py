@@ -104,8 +104,8 @@ def main() -> None:
 
     generator = Generator(max_new_tokens=16, threads=options.threads)
     shots = rag.training_shots(options.shots)
-    reader_of = {"free": rag.GenerativeReader(generator),
-                 "shots": rag.GenerativeReader(generator, shots=shots),
+    reader_of = {"free": rag.GenerativeReader(generator, decoding="free"),
+                 "shots": rag.GenerativeReader(generator, shots=shots, decoding="free"),
                  "spans": rag.GenerativeReader(generator, shots=shots, decoding="spans"),
                  "ranked": rag.GenerativeReader(generator, shots=shots, decoding="ranked")}
     conditions = {"closed-book": [None] * len(qs), "gold paragraph": [[by_id[g]] for g in gold]}

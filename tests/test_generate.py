@@ -135,7 +135,7 @@ def test_span_trie_and_generate_reject_bad_input(tiny_generator):
 
 
 def test_constrained_reader_closed_book_is_unconstrained_and_cached_per_passages(tiny_generator):
-    free = rag.GenerativeReader(tiny_generator)
+    free = rag.GenerativeReader(tiny_generator, decoding="free")
     spans = rag.GenerativeReader(tiny_generator, decoding="spans")
     assert spans.read("Who won?", None)["answer"] == free.read("Who won?", None)["answer"]
     ranked = rag.GenerativeReader(tiny_generator, decoding="ranked")

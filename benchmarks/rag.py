@@ -13,9 +13,13 @@ paragraph.  Printed, in one run:
 
 Readers (``--readers``): ``free`` is the zero-shot reader the chapter started from;
 ``shots`` adds worked examples from the bundled QA training split; ``spans`` also
-constrains decoding to spans of the passages (``course_lib.generate.SpanConstraint``).
+constrains decoding to spans of the passages (``course_lib.generate.SpanConstraint``);
+``ranked`` (with the same shots) scores candidate spans of the sentences closest to the
+question by log p(answer, eos | question, sentences) (``GenerativeReader(decoding="ranked")``).
 
-    .venv/bin/python benchmarks/rag.py [--articles 4] [--questions 100] [--k 3] [--readers free,shots,spans]
+    .venv/bin/python benchmarks/rag.py [--articles 4] [--questions 100] [--k 3] [--readers free,shots,spans,ranked]
+
+The dev set is read from ``$QAIR_SHARED/data/squad`` (default: ``../shared`` beside the checkout).
 
 Times depend on the machine's load: on a shared machine they are pessimistic.
 """
@@ -30,7 +34,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = Path(os.environ.get("QAIR_SHARED", ROOT.parent / "shared")) / "data" / "squad" / "dev-v1.1.json.zip"
-READERS = ("free", "shots", "spans")
+READERS = ("free", "shots", "spans", "ranked")
 
 
 def sample(rows: list[dict], n_articles: int, n_questions: int, seed: int):
@@ -100,9 +104,10 @@ def main() -> None:
 
     generator = Generator(max_new_tokens=16, threads=options.threads)
     shots = rag.training_shots(options.shots)
-    reader_of = {"free": rag.GenerativeReader(generator),
-                 "shots": rag.GenerativeReader(generator, shots=shots),
-                 "spans": rag.GenerativeReader(generator, shots=shots, constrained=True)}
+    reader_of = {"free": rag.GenerativeReader(generator, decoding="free"),
+                 "shots": rag.GenerativeReader(generator, shots=shots, decoding="free"),
+                 "spans": rag.GenerativeReader(generator, shots=shots, decoding="spans"),
+                 "ranked": rag.GenerativeReader(generator, shots=shots, decoding="ranked")}
     conditions = {"closed-book": [None] * len(qs), "gold paragraph": [[by_id[g]] for g in gold]}
     conditions.update({f"{name} top {options.k}": [ps[:options.k] for ps in lists] for name, lists in found.items()})
 
@@ -112,7 +117,7 @@ def main() -> None:
     for reader_name in readers:
         reader = reader_of[reader_name]
         for condition, passage_lists in conditions.items():
-            if reader_name == "spans" and condition == "closed-book":
+            if reader_name in ("spans", "ranked") and condition == "closed-book":
                 continue  # no passages, nothing to constrain: the same answers as "shots"
             start = time.perf_counter()
             results = reader.read_batch(questions, passage_lists)

@@ -196,13 +196,15 @@ class Generator:
             worker.join()
 
     # ---------------------------------------------------------------- scoring
-    def logprob(self, prompts, continuations, *, per_token: bool = False) -> np.ndarray:
+    def logprob(self, prompts, continuations, *, per_token: bool = False, stop: bool = False) -> np.ndarray:
         """log p(continuation | prompt) = sum_i log p(x_i | prompt; x_<i) for each pair (natural log).
 
         ``prompts`` and ``continuations`` are equal-length lists (a single prompt is
         repeated for every continuation).  The continuation is tokenised on its own, so
         start it with a space where the prompt does not end in one.  ``per_token=True``
         divides by the number of continuation tokens (a length-fair score).
+        ``stop=True`` scores the continuation as a whole answer, followed by the end of
+        the model's turn: log p(x, eos | prompt), so an answer that should go on scores low.
 
         Work is shared the way a server shares it: the tokens that all prompts begin
         with (few-shot examples) are read once and their keys and values cached; each
@@ -217,13 +219,16 @@ class Generator:
             raise ValueError("prompts and continuations must have one length, "
                              f"got {len(prompts)} and {len(continuations)}")
         groups: dict[tuple, list[tuple[int, list[int]]]] = {}
+        end = [self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self._stop_ids()[0]] \
+            if stop else []
         for i, (prompt, cont) in enumerate(zip(prompts, continuations)):
             if not isinstance(cont, str) or not cont:
                 raise ValueError(f"every continuation must be a non-empty str, got {cont!r}")
             context = tuple(self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"])
             if not context:
                 raise ValueError(f"prompts[{i}] is empty: a continuation needs a context")
-            groups.setdefault(context, []).append((i, self.tokenizer(cont, add_special_tokens=False)["input_ids"]))
+            tokens = self.tokenizer(cont, add_special_tokens=False)["input_ids"] + end
+            groups.setdefault(context, []).append((i, tokens))
         scores = np.zeros(len(continuations))
         with self._threads():
             prefix, cache = self._shared_prefix(list(groups))
@@ -247,7 +252,8 @@ class Generator:
 
     def _score_group(self, context: tuple, members: list[tuple[int, list[int]]], n_prefix: int, prefix_cache):
         """Log-probabilities of one prompt's continuations: the prompt's own tokens on top of the
-        shared cache, then every continuation in one right-padded batch."""
+        shared cache, then the continuations in right-padded batches of ``4 * batch_size`` (each
+        batch holds a copy of the prompt's cache per row: the batch size bounds the memory)."""
         import copy
 
         import torch
@@ -258,11 +264,28 @@ class Generator:
             positions = torch.arange(n_prefix, len(context), device=self.device)[None]
             out = self.model(input_ids=own, position_ids=positions, use_cache=True, **self._cache_argument(cache))
             first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-            cache = _cache_of(out)
-            longest = max(len(t) for _, t in members)
+            prompt_cache = _cache_of(out)
             results = [float(first[t[0]]) for _, t in members]
-            if longest == 1:
-                return results
+            rows = 4 * self.batch_size
+            for start in range(0, len(members), rows):
+                chunk = members[start:start + rows]
+                if max(len(t) for _, t in chunk) > 1:
+                    extra = self._score_rest(context, chunk, prompt_cache, last=start + rows >= len(members))
+                    for r, value in enumerate(extra):
+                        results[start + r] += value
+            return results
+
+    def _score_rest(self, context: tuple, members: list[tuple[int, list[int]]], prompt_cache, last: bool):
+        """sum_{i>=2} log p(x_i | prompt; x_<i) for each continuation, one right-padded batch on
+        copies of the prompt's cache (the last batch may use the cache itself)."""
+        import copy
+
+        import torch
+
+        with torch.inference_mode():
+            cache = prompt_cache if last else copy.deepcopy(prompt_cache)
+            longest = max(len(t) for _, t in members)
+            results = [0.0] * len(members)
             cache.batch_repeat_interleave(len(members))
             pad = self.tokenizer.pad_token_id
             ids = torch.full((len(members), longest - 1), pad, dtype=torch.long)

@@ -1,4 +1,4 @@
-"""Constrained decoding (course_lib.generate.SpanTrie, SpanConstraint) and the span reader (chapter 4).
+"""Constrained decoding (course_lib.generate.SpanTrie, SpanConstraint) and the span readers (chapter 4).
 
 The oracle for the trie is the text itself: the whole-word spans of a passage, listed by
 splitting it on whitespace and punctuation with a regular expression.
@@ -90,7 +90,7 @@ def test_span_trie_holds_exactly_the_whole_word_spans(tiny_generator, passages, 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(passages=passages_strategy(), question=st.text(min_size=1, max_size=40))
 def test_every_constrained_answer_is_a_span_of_its_passages(tiny_generator, passages, question):
-    reader = rag.GenerativeReader(tiny_generator, constrained=True, max_answer_tokens=6)
+    reader = rag.GenerativeReader(tiny_generator, decoding="spans", max_answer_tokens=6)
     chunks = [{"chunk_id": f"c{i}", "doc_id": f"d{i}", "title": "", "text": p} for i, p in enumerate(passages)]
     result = reader.read(question, chunks)
     answer = result["answer"]
@@ -127,14 +127,19 @@ def test_span_trie_and_generate_reject_bad_input(tiny_generator):
         SpanTrie(["a b"], tiny_generator.tokenizer, max_tokens=0)
     with pytest.raises(ValueError, match="spans must hold one SpanTrie per prompt"):
         tiny_generator.generate(["a", "b"], spans=[SpanTrie(["a b"], tiny_generator.tokenizer)])
-    with pytest.raises(TypeError, match="constrained"):
-        rag.GenerativeReader(tiny_generator, constrained="yes")
+    with pytest.raises(ValueError, match="decoding must be one of"):
+        rag.GenerativeReader(tiny_generator, decoding="yes")
+    for name in ("max_answer_tokens", "sentences", "max_answer_words", "starts"):
+        with pytest.raises(ValueError, match=name):
+            rag.GenerativeReader(tiny_generator, **{name: 0})
 
 
 def test_constrained_reader_closed_book_is_unconstrained_and_cached_per_passages(tiny_generator):
-    free = rag.GenerativeReader(tiny_generator)
-    spans = rag.GenerativeReader(tiny_generator, constrained=True)
+    free = rag.GenerativeReader(tiny_generator, decoding="free")
+    spans = rag.GenerativeReader(tiny_generator, decoding="spans")
     assert spans.read("Who won?", None)["answer"] == free.read("Who won?", None)["answer"]
+    ranked = rag.GenerativeReader(tiny_generator, decoding="ranked")
+    assert ranked.read("Who won?", None)["answer"] == free.read("Who won?", None)["answer"]
     one = spans.read("Who won?", [{"chunk_id": "a", "doc_id": "a", "text": "Denver Broncos won"}])
     two = spans.read("Who won?", [{"chunk_id": "a", "doc_id": "a", "text": "Carolina Panthers lost"}])
     assert one["answer"] in "Denver Broncos won" and two["answer"] in "Carolina Panthers lost"
@@ -151,3 +156,99 @@ def test_training_shots_come_from_the_training_split():
     assert rag.training_shots(0) == []
     with pytest.raises(ValueError, match="n must be"):
         rag.training_shots(-1)
+
+
+def brute_candidates(question: str, text: str, max_words: int) -> set[str]:
+    """The oracle for answer_candidates: word runs by index arithmetic on str.split, edges stripped."""
+    from course_lib.text import STOP_WORDS, tokenize
+
+    words = text.split()
+    asked = set(tokenize(question, stopwords=STOP_WORDS))
+    out = set()
+    for i in range(len(words)):
+        for j in range(i + 1, min(i + max_words, len(words)) + 1):
+            run = " ".join(words[i:j])
+            first, last = words[i].strip(rag.EDGE_PUNCTUATION), words[j - 1].strip(rag.EDGE_PUNCTUATION)
+            if not first or not last or first.lower() in STOP_WORDS or last.lower() in STOP_WORDS:
+                continue
+            span = run[run.index(first):len(run) - run[::-1].index(last[::-1])]
+            if set(tokenize(span, stopwords=STOP_WORDS)) - asked:
+                out.add(span)
+    return out
+
+
+def test_answer_candidates_by_hand():
+    text = "The Denver Broncos won Super Bowl 50 (in 2016)."
+    found = rag.answer_candidates("Who won Super Bowl 50?", text, max_words=2)
+    assert found[:3] == ["Denver", "Denver Broncos", "Broncos"]
+    assert "2016" in found and "50" not in found and "won" not in found  # question words say nothing new
+    assert not any(c.split()[0].lower() in ("the", "in") for c in found)
+    with pytest.raises(ValueError, match="max_words"):
+        rag.answer_candidates("q", text, max_words=0)
+    with pytest.raises(ValueError, match="n must be"):
+        rag.best_sentences("q", [text], n=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(passages=passages_strategy(), question=st.text(min_size=1, max_size=40), max_words=st.integers(1, 4))
+def test_answer_candidates_equal_the_brute_force_spans(passages, question, max_words):
+    text = " ".join(passages)
+    found = rag.answer_candidates(question, text, max_words)
+    assert len(found) == len(set(found)) and all(c in text for c in found)
+    assert {" ".join(c.split()) for c in found} == brute_candidates(question, text, max_words)
+
+
+def test_best_sentences_by_hand():
+    passages = ["Paris is big. The Eiffel tower is in Paris.", {"doc_id": "b", "text": "Towers of Paris are tall."}]
+    assert rag.best_sentences("Where is the Eiffel tower?", passages, 2) == [
+        (0, "The Eiffel tower is in Paris."), (1, "Towers of Paris are tall.")]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(passages=passages_strategy(), question=st.text(min_size=1, max_size=40))
+def test_ranked_answer_is_the_most_likely_candidate(tiny_generator, passages, question):
+    """The oracle: score every first word, then every kept candidate, alone (one full forward
+    pass each, no shared cache, no batches) and take the best."""
+    reader = rag.GenerativeReader(tiny_generator, decoding="ranked", max_answer_words=3, starts=2)
+    chunks = [{"chunk_id": f"c{i}", "doc_id": f"d{i}", "title": "", "text": p} for i, p in enumerate(passages)]
+    result = reader.read(question, chunks)
+    chosen = [text for _, text in rag.best_sentences(question, chunks, reader.sentences)]
+    candidates = list(dict.fromkeys(a for t in chosen for a in rag.answer_candidates(question, t, 3)))
+    if not candidates:
+        assert result["answer"] == rag.NO_ANSWER and result["cited"] == []
+        return
+    prompt = tiny_generator.render(result["prompt"])
+    ids = tiny_generator.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    eos = tiny_generator.tokenizer.eos_token_id
+
+    def score(text, end):
+        tokens = tiny_generator.tokenizer(text, add_special_tokens=False)["input_ids"] + end
+        with torch.inference_mode():
+            logp = tiny_generator.model(torch.tensor([ids + tokens])).logits[0].log_softmax(-1)
+        return float(sum(logp[len(ids) - 1 + k, t] for k, t in enumerate(tokens)))
+
+    firsts = sorted(dict.fromkeys(a.split()[0] for a in candidates), key=lambda w: (-score(w, []), w))
+    assert result["candidates"] == len([a for a in candidates if a.split()[0] in firsts[:2]])
+    best = None
+    for a in candidates:
+        if a.split()[0] not in firsts[:2]:
+            continue
+        value = score(a, [eos])
+        if best is None or value > best[0] + 1e-4:
+            best = (value, a)
+    assert result["score"] == pytest.approx(best[0], abs=1e-3)
+    assert result["answer"] in candidates and result["score"] >= best[0] - 1e-3
+    [n] = result["cited"]
+    assert result["answer"] in passages[n - 1] and not any(result["answer"] in p for p in passages[:n - 1])
+    assert result["doc_ids"] == [f"d{n - 1}"]
+
+
+def test_logprob_with_stop_in_batches_equals_one_pair_at_a_time(tiny_generator):
+    """More continuations than one batch holds (4 * batch_size = 12): each scored alone is the oracle."""
+    words = [f"w{i} x{i % 3}" for i in range(30)]
+    prompt = [{"role": "user", "content": "Name a word."}]
+    together = tiny_generator.logprob(prompt, words, stop=True)
+    alone = [tiny_generator.logprob(prompt, [w], stop=True)[0] for w in words]
+    assert together == pytest.approx(alone, abs=1e-4)
+    eos = tiny_generator.tokenizer.eos_token
+    assert together[0] == pytest.approx(tiny_generator.logprob(prompt, [words[0] + eos])[0], abs=1e-4)

@@ -347,7 +347,7 @@ def test_logprob_matches_greedy_decoding(tiny_generator):
 
 
 def test_rag_pipeline_with_the_tiny_generator(tiny_generator):
-    reader = rag.GenerativeReader(tiny_generator, budget=300)
+    reader = rag.GenerativeReader(tiny_generator, budget=300, decoding="free")
     pipeline = rag.RAG(rag.BM25Retriever(CHUNKS), reader, k=2, min_score=1e-9)
     answered, unknown = pipeline.answer_batch(["Where was Gustave Eiffel born?", "zebra quagga"])
     assert answered["passages"] and answered["passages"][0]["doc_id"] == "b"

@@ -324,13 +324,14 @@ def _smollm2() -> Path:
     import subprocess
 
     def build(tmp: Path) -> None:
+        gguf = _packaged_smollm2()  # a missing package: its one-line ImportError here, not the child's traceback
         print("Converting the packaged SmolLM2-135M-Instruct (GGUF) to safetensors once; later loads take seconds.")
         package_parent = str(Path(__file__).resolve().parent.parent)
         child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
         done = subprocess.run([sys.executable, "-c", "import sys; from course_lib import models; models._convert_smollm2(sys.argv[1])",
                                str(tmp)], env=child_env, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"converting {_packaged_smollm2()} failed (exit status {done.returncode}):\n{done.stderr[-2000:]}")
+            raise RuntimeError(f"converting {gguf} failed (exit status {done.returncode}):\n{done.stderr[-2000:]}")
 
     return write_once(cache_dir() / "smollm2-135m-instruct", build)
 

@@ -132,16 +132,6 @@ def test_hub_check_gives_up_on_a_host_that_never_answers(monkeypatch):
     assert time.perf_counter() - start < env.HUB_TIMEOUT_S + 0.5
 
 
-def test_hub_available_when_it_serves_the_first_download(monkeypatch):
-    from hub.emulator import HubEmulator, Repo
-
-    with HubEmulator([Repo(env.hub_check_repo(), "model", {"main": {"config.json": b"{}"}})]) as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        assert env.hub_available() is True
-        assert hub.requests == [f"HEAD {env.hub_check_path()}"]
-    assert __import__("os").environ.get("HF_HUB_OFFLINE") is None
-
-
 def test_a_server_that_accepts_but_never_answers_is_not_a_hub(monkeypatch, capsys):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))

@@ -253,6 +253,23 @@ def test_a_download_that_breaks_half_way_falls_back_with_one_sentence(hub, tmp_p
     assert downloads and max(downloads.values()) <= MAX_TRIES, downloads
 
 
+def test_hub_available_when_it_serves_the_first_download(monkeypatch):
+    """In this process: env.hub_available asks once for the course's first download and leaves the
+    libraries online. (Here, not in test_env: the lower-bounds rehearsal runs test_env from the
+    installed course, without this repository's hub package.)"""
+    import huggingface_hub.constants
+
+    for var in env._OFFLINE_VARS + ("HF_ENDPOINT",):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(env, "_hub_answer", None)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)
+    with HubEmulator([Repo(env.hub_check_repo(), "model", {"main": {"config.json": b"{}"}})]) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert env.hub_available() is True
+        assert hub.requests == [f"HEAD {env.hub_check_path()}"]
+    assert os.environ.get("HF_HUB_OFFLINE") is None
+
+
 def test_an_unreachable_hub_falls_back_at_once(tmp_path):
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind(("127.0.0.1", 0))

@@ -553,16 +553,15 @@ def answer_candidates(question: str, text: str, max_words: int = 5) -> list[str]
     _check_text(text, "text")
     _check_positive(max_words, "max_words")
     asked = set(tokenize(question, stopwords=STOP_WORDS))
-    words = [m.group().strip(EDGE_PUNCTUATION) for m in WORD.finditer(text)]
-    ends = [m.end() for m in WORD.finditer(text)]
-    starts = [m.start() for m in WORD.finditer(text)]
+    matches = list(WORD.finditer(text))
+    words = [m.group().strip(EDGE_PUNCTUATION) for m in matches]
     found = []
     for i in range(len(words)):
         for j in range(i, min(i + max_words, len(words))):
             first, last = words[i], words[j]
             if not first or not last or first.lower() in STOP_WORDS or last.lower() in STOP_WORDS:
                 continue
-            raw = text[starts[i]:ends[j]]
+            raw = text[matches[i].start():matches[j].end()]
             span = raw[raw.index(first):len(raw) - raw[::-1].index(last[::-1])]
             if set(tokenize(span, stopwords=STOP_WORDS)) - asked:
                 found.append(span)
@@ -623,33 +622,24 @@ class GenerativeReader:
         _check_queries(questions, "questions")
         if len(passage_lists) != len(questions):
             raise ValueError("passage_lists must have one entry (a list, or None for closed-book) per question")
-        if self.decoding == "ranked":
-            ranked = [i for i, ps in enumerate(passage_lists) if ps]
-            results = dict(zip(ranked, self._rank_spans([questions[i] for i in ranked],
-                                                        [passage_lists[i] for i in ranked])))
-            rest = [i for i in range(len(questions)) if i not in results]
-            if rest:
-                free = GenerativeReader(self.generator, style=self.style, shots=self.shots, budget=self.budget,
-                                        with_title=self.with_title, max_new_tokens=self.max_new_tokens,
-                                        decoding="free")
-                results.update(zip(rest, free.read_batch([questions[i] for i in rest],
-                                                         [passage_lists[i] for i in rest])))
-            return [results[i] for i in range(len(questions))]
-        prompts = [self.prompt(q, ps) for q, ps in zip(questions, passage_lists)]
-        raws = [""] * len(prompts)
-        spans = [i for i, p in enumerate(prompts) if self.decoding == "spans" and p.passages]
-        free = [i for i in range(len(prompts)) if i not in spans]
+        ranked = [i for i, ps in enumerate(passage_lists) if ps and self.decoding == "ranked"]
+        results = dict(zip(ranked, self._rank_spans([questions[i] for i in ranked],
+                                                    [passage_lists[i] for i in ranked]))) if ranked else {}
+        todo = [i for i in range(len(questions)) if i not in results]     # closed-book is always free
+        prompts = {i: self.prompt(questions[i], passage_lists[i]) for i in todo}
+        spans = {i for i in todo if self.decoding == "spans" and prompts[i].passages}
+        free = [i for i in todo if i not in spans]
+        raws = {}
         if free:
-            for i, raw in zip(free, self.generator.generate([prompts[i] for i in free], self.max_new_tokens)):
-                raws[i] = raw
+            raws.update(zip(free, self.generator.generate([prompts[i] for i in free], self.max_new_tokens)))
         if spans:
+            order = sorted(spans)
             tries = [SpanTrie([passage_text(p, False) for p in prompts[i].passages], self.generator.tokenizer,
-                              self.max_answer_tokens) for i in spans]
-            for i, raw in zip(spans, self.generator.generate([prompts[i] for i in spans], self.max_new_tokens,
-                                                             spans=tries)):
-                raws[i] = raw
-        results = []
-        for i, (prompt, raw) in enumerate(zip(prompts, raws)):
+                              self.max_answer_tokens) for i in order]
+            raws.update(zip(order, self.generator.generate([prompts[i] for i in order], self.max_new_tokens,
+                                                           spans=tries)))
+        for i in todo:
+            prompt, raw = prompts[i], raws[i]
             kept = prompt.passages
             if i in spans:
                 answer = raw
@@ -658,9 +648,9 @@ class GenerativeReader:
                 answer = clean_answer(strip_citations(raw))
                 marked = [int(n) for m in CITATION.finditer(raw) for n in m.group(1).split(",")]
                 cited = [n for n in distinct(marked) if 1 <= n <= len(kept)] or supporting(answer, kept)
-            results.append({"answer": answer, "raw": raw, "cited": cited, "doc_ids": _doc_ids(kept, cited),
-                            "prompt": prompt})
-        return results
+            results[i] = {"answer": answer, "raw": raw, "cited": cited, "doc_ids": _doc_ids(kept, cited),
+                          "prompt": prompt}
+        return [results[i] for i in range(len(questions))]
 
     def _rank_spans(self, questions: list[str], passage_lists: list) -> list[dict]:
         """The ``"ranked"`` decoding: two :meth:`course_lib.generate.Generator.logprob` calls
@@ -996,8 +986,7 @@ def _check_positive(value, name: str) -> None:
 
 
 def _check_k(k) -> None:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    _check_positive(k, "k")
 
 
 def _check_queries(queries, name: str = "queries") -> None:

@@ -138,10 +138,12 @@ def test_student_runs_a_release_notebook_in_jupyterlab(jupyterlab):
     assert shot.stat().st_size > 10_000
 
 
-def _formgrader_click(page, icon: str, done: str) -> str:
-    """Click ``icon`` in the first chapter's row of formgrader's Manage Assignments; the log of the
-    dialog that says ``done``, then the dialog closed."""
+def _formgrader_click(page, url: str, token: str, icon: str, done: str) -> None:
+    """As the instructor: formgrader's Manage Assignments, ``icon`` clicked in the first chapter's
+    row, its dialog saying ``done``, then closed."""
+    page.goto(f"{url}/formgrader?token={token}")
     row = page.locator("tr", has=page.locator("td.name", has_text=course.chapters()[0]))
+    row.wait_for(timeout=90_000)
     row.locator(f".{icon}").click()
     dialog = page.locator("#success-modal, #error-modal").last
     dialog.wait_for(state="visible", timeout=300_000)
@@ -149,7 +151,13 @@ def _formgrader_click(page, icon: str, done: str) -> str:
     assert dialog.get_attribute("id") == "success-modal" and done in text, text[-2000:]
     dialog.locator("button.close").first.click()
     dialog.wait_for(state="detached", timeout=30_000)
-    return text
+
+
+def _assignment_list(page, url: str, token: str) -> None:
+    """As the student: JupyterLab's Nbgrader > Assignment List."""
+    page.goto(f"{url}/lab?token={token}")
+    page.get_by_role("menuitem", name="Nbgrader", exact=True).click()
+    page.get_by_role("menuitem", name="Assignment List", exact=True).click()
 
 
 @pytest.mark.usefixtures("bubblewrap")
@@ -164,36 +172,24 @@ def test_instructor_and_student_round_trip_through_the_exchange_in_jupyterlab(tm
     course.release(root, only=[chapter])                                  # make release
     student = getpass.getuser()
     with _jupyterlab(root, tmp_path) as (url, token), _chromium_page() as page:
-        page.goto(f"{url}/formgrader?token={token}")                     # the instructor
-        page.locator("td.name", has_text=chapter).wait_for(timeout=90_000)
-        _formgrader_click(page, "glyphicon-cloud-upload", "Successfully released")
-
-        page.goto(f"{url}/lab?token={token}")                            # the student
-        page.get_by_role("menuitem", name="Nbgrader", exact=True).click()
-        page.get_by_role("menuitem", name="Assignment List", exact=True).click()
-        released = page.locator("#released_assignments_list")
-        released.get_by_role("button", name="Fetch", exact=True).click(timeout=90_000)
-        fetched = page.locator("#fetched_assignments_list")
-        fetched.get_by_role("button", name="Submit", exact=True).wait_for(timeout=90_000)
+        _formgrader_click(page, url, token, "glyphicon-cloud-upload", "Successfully released")
+        _assignment_list(page, url, token)
+        page.locator("#released_assignments_list").get_by_role("button", name="Fetch", exact=True).click(timeout=90_000)
+        submit = page.locator("#fetched_assignments_list").get_by_role("button", name="Submit", exact=True)
+        submit.wait_for(timeout=90_000)
         work = root / chapter / f"{chapter}.ipynb"
         assert work.is_file()
         shutil.copy(root / "source" / chapter / f"{chapter}.ipynb", work)  # the student solves it
-        fetched.get_by_role("button", name="Submit", exact=True).click()
+        submit.click()
         page.locator("#submitted_assignments_list .item_status").first.wait_for(timeout=90_000)
 
-        page.goto(f"{url}/formgrader?token={token}")                     # the instructor
-        page.locator("td.name", has_text=chapter).wait_for(timeout=90_000)
-        _formgrader_click(page, "glyphicon-cloud-download", "Successfully collected")
+        _formgrader_click(page, url, token, "glyphicon-cloud-download", "Successfully collected")
         assert (root / "submitted" / student / chapter / f"{chapter}.ipynb").is_file()
         results = course.grade(root, workers=1)                          # make grade
         assert results[(student, chapter)]["score"] == results[(student, chapter)]["max_score"] > 0
-        page.reload()
-        page.locator("td.name", has_text=chapter).wait_for(timeout=90_000)
-        _formgrader_click(page, "glyphicon-envelope", "Successfully released feedback")
+        _formgrader_click(page, url, token, "glyphicon-envelope", "Successfully released feedback")
 
-        page.goto(f"{url}/lab?token={token}")                            # the student
-        page.get_by_role("menuitem", name="Nbgrader", exact=True).click()
-        page.get_by_role("menuitem", name="Assignment List", exact=True).click()
+        _assignment_list(page, url, token)
         page.get_by_role("button", name="Fetch Feedback", exact=True).click(timeout=90_000)
         deadline = time.monotonic() + 120                                 # the panel says nothing when done
         while not (feedback := list((root / chapter / "feedback").glob(f"*/{chapter}.html"))) \

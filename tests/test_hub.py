@@ -266,7 +266,7 @@ def test_hub_available_when_it_serves_the_first_download(monkeypatch):
     with HubEmulator([Repo(env.hub_check_repo(), "model", {"main": {"config.json": b"{}"}})]) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         assert env.hub_available() is True
-        assert hub.requests == [f"HEAD {env.hub_check_path()}"]
+        assert hub.requests == [PROBE]
     assert os.environ.get("HF_HUB_OFFLINE") is None
 
 

@@ -193,12 +193,8 @@ def _venv(label: str, key: str, install) -> Path:
 
 
 def _pip(python: Path, *args) -> subprocess.CompletedProcess:
-    from filelock import FileLock  # test workers share pip's cache: one pip at a time
-
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with FileLock(CACHE / "pip.lock"):
-        return _run([python, "-m", "pip", "--disable-pip-version-check", *args], env=env, timeout=1800)
+    return _run([python, "-m", "pip", "--disable-pip-version-check", *args], env=env, timeout=1800)
 
 
 def _install(python: Path, *args) -> subprocess.CompletedProcess:

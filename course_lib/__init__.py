@@ -11,6 +11,8 @@ RRF, batching), ``colbert`` (late interaction), ``ann`` (FAISS indexes), ``reran
 ``rag`` (chunking, retrievers, fusion, prompts, readers, multi-hop), ``squad``
 (span-prediction readers: preprocessing, post-processing, training), ``models``
 (which model for which profile, loading), ``data`` (the bundled collection, hub loaders).
+Shared by them: ``checks`` (argument checks whose errors name the argument), ``batching``
+(batches of texts, progress bars).
 Running the course: ``env`` (platform, profile, device, hub), ``cgroup`` (memory limits),
 ``course`` (release, the main job, reports), ``project`` (badges, links).
 Grading: ``grading`` (what test cells call), ``references`` (what exercises are graded

@@ -27,14 +27,15 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import env, models
-from .sparse import _check_doc_ids, _check_k
+from .batching import iter_batches
+from .checks import check_array, check_doc_ids, check_int, check_same_dim, check_text, check_texts, ranked_ids
 
 POOLINGS = ("mean", "cls")
 CHUNK = 64  # top_k's first level: the maximum of every CHUNK consecutive scores
@@ -50,8 +51,8 @@ def mean_pool(token_embeddings, attention_mask) -> np.ndarray:
     (batch, tokens, dim) and ``attention_mask`` m of shape (batch, tokens), 1 for a
     real token and 0 for padding, so padding never changes the average.
     """
-    H = _array(token_embeddings, "token_embeddings", 3)
-    m = _array(attention_mask, "attention_mask", 2)
+    H = check_array(token_embeddings, "token_embeddings", 3)
+    m = check_array(attention_mask, "attention_mask", 2)
     if m.shape != H.shape[:2]:
         raise ValueError(
             f"attention_mask must have shape (batch, tokens) = {H.shape[:2]} to match token_embeddings, got {m.shape}"
@@ -66,12 +67,12 @@ def mean_pool(token_embeddings, attention_mask) -> np.ndarray:
 
 def cls_pool(token_embeddings) -> np.ndarray:
     """The vector of the first token, [CLS], of each text: z_b = h_b0 (chapter 3)."""
-    return _array(token_embeddings, "token_embeddings", 3)[:, 0, :]
+    return check_array(token_embeddings, "token_embeddings", 3)[:, 0, :]
 
 
 def l2_normalize(X) -> np.ndarray:
     """``X`` scaled to unit length along its last axis, x / |x| (chapter 3); a zero vector stays zero."""
-    X = _array(X, "X", (1, 2, 3))
+    X = check_array(X, "X", (1, 2, 3))
     norms = np.linalg.norm(X, axis=-1, keepdims=True)
     return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
 
@@ -81,8 +82,8 @@ def cosine_matrix(Q, D) -> np.ndarray:
 
     cos(q, d) = q . d / (|q| |d|); a zero vector has cosine 0 with everything.
     """
-    Q, D = _array(Q, "Q", 2), _array(D, "D", 2)
-    _same_dim(Q, "Q", D, "D")
+    Q, D = check_array(Q, "Q", 2), check_array(D, "D", 2)
+    check_same_dim(Q, "Q", D, "D")
     return l2_normalize(Q) @ l2_normalize(D).T
 
 
@@ -92,8 +93,8 @@ def top_k(scores, k: int) -> tuple[np.ndarray, np.ndarray]:
     Returns ``(ids, values)``, ids sorted by score descending, then by index
     ascending, so ties are deterministic; ``k`` larger than N returns all N.
     """
-    S = _array(scores, "scores", (1, 2), allow_inf=True)
-    _check_k(k)
+    S = check_array(scores, "scores", (1, 2), allow_inf=True)
+    check_int(k, "k")
     rows = np.atleast_2d(S)
     ids = _top_k_rows(rows, k)
     values = np.take_along_axis(rows, ids, axis=1)
@@ -109,9 +110,9 @@ def exact_search(queries, embeddings, k: int = 10) -> tuple[np.ndarray, np.ndarr
     Returns ``(ids, scores)``, each n x min(k, N) (FAISS returns them the other way
     round).  With unit vectors the scores are cosines.
     """
-    Q, D = _array(queries, "queries", 2), _array(embeddings, "embeddings", 2)
-    _same_dim(Q, "queries", D, "embeddings")
-    _check_k(k)
+    Q, D = check_array(queries, "queries", 2), check_array(embeddings, "embeddings", 2)
+    check_same_dim(Q, "queries", D, "embeddings")
+    check_int(k, "k")
     Q = Q.astype(D.dtype, copy=False)
     n, N = len(Q), len(D)
     rows = min(n, QUERY_BLOCK)
@@ -149,7 +150,7 @@ def reciprocal_rank_fusion(rankings, k: float = 60) -> list[tuple[Any, float]]:
         raise ValueError(f"rankings must be a non-empty list of rankings, got {rankings!r}")
     terms: dict[Any, list[float]] = {}
     for i, ranking in enumerate(rankings):
-        for rank, doc in enumerate(_ranked_ids(ranking, f"rankings[{i}]"), start=1):
+        for rank, doc in enumerate(ranked_ids(ranking, f"rankings[{i}]"), start=1):
             terms.setdefault(doc, []).append(1.0 / (k + rank))
     fused = [(doc, math.fsum(t)) for doc, t in terms.items()]
     try:
@@ -190,7 +191,7 @@ class BiEncoder:
     ):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        _check_positive_int(max_length, "max_length")
+        check_int(max_length, "max_length")
         self.source = str(model_name_or_path or models.resolve("encoder", profile))
         self.tokenizer, self.model = models.load_encoder(self.source)
         self.device = device or env.device()
@@ -239,13 +240,13 @@ class BiEncoder:
               *, progress: bool = True) -> "BiEncoder":
         """Encode ``docs`` once and keep their vectors under ``doc_ids`` (0..N-1 by default); returns self."""
         docs = check_texts(docs, "docs")
-        self.doc_ids = _check_doc_ids(doc_ids, len(docs))
+        self.doc_ids = check_doc_ids(doc_ids, len(docs))
         self.embeddings = self.encode(docs, batch_size, progress=progress)
         return self
 
     def search(self, query: str, k: int = 10) -> list[tuple[Any, float]]:
         """The top ``k`` documents as [(doc_id, score), ...]: score descending, then indexing order."""
-        return self.search_batch([check_query(query)], k)[0]
+        return self.search_batch([check_text(query, "query")], k)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, batch_size: int = 32) -> list[list[tuple[Any, float]]]:
         """:meth:`search` for each of ``queries``, encoded in batches and scored by one matrix product."""
@@ -320,93 +321,6 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._load())
-
-
-# --------------------------------------------------------------------- helpers
-def iter_batches(texts: Sequence[str], batch_size: int, progress: bool, desc: str) -> Iterator[list[int]]:
-    """Positions of ``texts`` in batches, longest texts first (less padding), with a progress bar."""
-    _check_positive_int(batch_size, "batch_size")
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    starts = range(0, len(order), batch_size)
-    for start in progress_bar(starts, show=progress and len(starts) > 1, desc=desc, unit="batch"):
-        yield order[start : start + batch_size]
-
-
-def progress_bar(iterable=None, *, show: bool = True, **kwargs):
-    """A tqdm bar, shown unless ``show`` is false or ``TQDM_DISABLE`` is set (as
-    :func:`course_lib.env.quiet` does under nbgrader, where stderr costs the points).
-    The variable is read here, at each call: tqdm itself reads it only when imported."""
-    from tqdm.auto import tqdm
-
-    disabled = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off")
-    return tqdm(iterable, disable=not show or disabled, **kwargs)
-
-
-def check_query(query) -> str:
-    """``query`` if it is a str, else an error saying so."""
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a str, got {type(query).__name__}")
-    return query
-
-
-def check_texts(texts, name: str) -> list[str]:
-    """``texts`` as a non-empty list of strings, or an error naming ``name``."""
-    if isinstance(texts, str):
-        raise TypeError(f"{name} must be a list of strings, got one str: wrap it in a list")
-    if not isinstance(texts, Sequence) or not texts:
-        raise ValueError(f"{name} must be a non-empty list of strings, got {texts!r:.80}")
-    bad = next((t for t in texts if not isinstance(t, str)), None)
-    if bad is not None:
-        raise TypeError(f"{name} must hold only strings, got a {type(bad).__name__}: {bad!r:.60}")
-    return list(texts)
-
-
-def _array(value, name: str, ndim, *, allow_inf: bool = False) -> np.ndarray:
-    """``value`` as a numeric numpy array with ``ndim`` dimensions (an int or a tuple),
-    non-empty, without NaN (or infinity, unless ``allow_inf``); errors name ``name``."""
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError, RuntimeError) as err:
-        raise TypeError(f"{name} must be an array of numbers: {err}") from None
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be an array of numbers, got dtype {arr.dtype}")
-    dims = (ndim,) if isinstance(ndim, int) else ndim
-    if arr.ndim not in dims:
-        raise ValueError(f"{name} must have {' or '.join(map(str, dims))} dimensions, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if arr.dtype.kind != "f":
-        arr = arr.astype(np.float64)
-    valid = not np.isnan(arr).any() if allow_inf else np.isfinite(arr).all()  # one pass over the data
-    if not valid:
-        raise ValueError(f"{name} contains {'NaN' if np.isnan(arr).any() else 'infinity'}")
-    return arr
-
-
-def _same_dim(A: np.ndarray, a: str, B: np.ndarray, b: str) -> None:
-    if A.shape[-1] != B.shape[-1]:
-        raise ValueError(f"{a} and {b} must have the same vector dimension, got {A.shape[-1]} and {B.shape[-1]}")
-
-
-def _check_positive_int(value, name: str) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-
-def _ranked_ids(ranking, name: str) -> list:
-    """The doc ids of one ranking (a list of ids, or of (doc_id, score) pairs), checked unique."""
-    if isinstance(ranking, np.ndarray):
-        ranking = ranking.tolist()
-    if isinstance(ranking, (str, bytes, Mapping)) or not isinstance(ranking, Sequence):
-        raise TypeError(f"{name} must be a list of doc ids, got {type(ranking).__name__}")
-    ids = [item[0] if isinstance(item, tuple) and len(item) == 2 else item for item in ranking]
-    ids = [d.item() if isinstance(d, np.generic) else d for d in ids]
-    try:
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"{name} lists a doc id more than once")
-    except TypeError:
-        raise TypeError(f"{name} must hold hashable doc ids (str or int)") from None
-    return ids
 
 
 def _top_k_row(s: np.ndarray, k: int) -> np.ndarray:

@@ -45,7 +45,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from course_lib.text import tokenize
+from .checks import check_doc_ids, check_int
+from .text import tokenize
 
 VARIANTS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
 DEFAULT_DELTA = {"bm25l": 0.5, "bm25+": 1.0}  # the values Lv & Zhai (2011) recommend
@@ -197,7 +198,7 @@ def feature_bucket(term: str, buckets: int) -> int:
     way (with the unsigned hash) to index Wikipedia in fixed memory; two terms may
     share a bucket (a collision), which adds their counts.
     """
-    _check_buckets(buckets)
+    check_int(buckets, "buckets")
     return int(_hash_buckets([term], buckets)[0])
 
 
@@ -257,7 +258,7 @@ class InvertedIndex:
         if not isinstance(ngram, int) or isinstance(ngram, bool) or ngram < 1:
             raise ValueError(f"ngram must be an int >= 1, got {ngram!r}")
         if buckets is not None:
-            _check_buckets(buckets)
+            check_int(buckets, "buckets")
         if positions is None:
             positions = ngram == 1
         elif positions and ngram > 1:
@@ -276,7 +277,7 @@ class InvertedIndex:
         N = len(features)
         if N == 0:
             raise ValueError("docs must contain at least one document")
-        self.doc_ids = _check_doc_ids(doc_ids, N)
+        self.doc_ids = check_doc_ids(doc_ids, N)
         self.N = N
 
         # 1. The dictionary: sorted vocabulary, and every token mapped to its term id.
@@ -450,12 +451,12 @@ class _SparseRetriever:
 
     def search(self, query, k: int = 10) -> list[tuple[Any, float]]:
         """The top ``k`` documents as [(doc_id, score), ...]: score descending, then doc id."""
-        _check_k(k)
+        check_int(k, "k")
         return self._search([self._weighted_terms(query, "query")], k)[0]
 
     def search_batch(self, queries: Iterable, k: int = 10) -> list[list[tuple[Any, float]]]:
         """:meth:`search` for each query of ``queries``."""
-        _check_k(k)
+        check_int(k, "k")
         if isinstance(queries, (str, Mapping)) or not isinstance(queries, Iterable):
             raise TypeError(f"queries must be a list of queries, got {type(queries).__name__} (use .run for a mapping)")
         return self._search([self._weighted_terms(q, f"queries[{i}]") for i, q in enumerate(queries)], k)
@@ -741,28 +742,6 @@ def _as_tokens(text, name: str, tokenizer) -> list[str]:
     raise TypeError(f"{name} must be a str or a list of str tokens, got {type(text).__name__}")
 
 
-def _check_doc_ids(doc_ids, N: int) -> list:
-    if doc_ids is None:
-        return list(range(N))
-    if isinstance(doc_ids, (str, bytes)) or not isinstance(doc_ids, Iterable):
-        raise TypeError(f"doc_ids must be a list of ids, got {type(doc_ids).__name__}")
-    doc_ids = [d.item() if isinstance(d, np.generic) else d for d in doc_ids]
-    if len(doc_ids) != N:
-        raise ValueError(f"doc_ids must have one id per document: {len(doc_ids)} ids for {N} docs")
-    kinds = {type(d) for d in doc_ids}
-    if not (kinds <= {str} or kinds <= {int}):
-        raise TypeError(f"doc_ids must be all str or all int, got {sorted(k.__name__ for k in kinds)}")
-    if len(set(doc_ids)) != N:
-        seen, dup = set(), None
-        for d in doc_ids:
-            if d in seen:
-                dup = d
-                break
-            seen.add(d)
-        raise ValueError(f"doc_ids must be unique, {dup!r} appears twice")
-    return doc_ids
-
-
 def _check_N_df(N, df):
     N_ = np.asarray(N, dtype=np.float64)
     df_ = np.asarray(df, dtype=np.float64)
@@ -785,13 +764,3 @@ def _check_params(k1, b, delta):
         raise ValueError(f"b must be a number in [0, 1], got {b!r}")
     if delta is not None and (not isinstance(delta, (int, float)) or isinstance(delta, bool) or not delta >= 0):
         raise ValueError(f"delta must be a number >= 0, got {delta!r}")
-
-
-def _check_buckets(buckets):
-    if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
-        raise ValueError(f"buckets must be an int >= 1, got {buckets!r}")
-
-
-def _check_k(k):
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")

@@ -11,8 +11,9 @@ RRF, batching), ``colbert`` (late interaction), ``ann`` (FAISS indexes), ``reran
 ``rag`` (chunking, retrievers, fusion, prompts, readers, multi-hop), ``squad``
 (span-prediction readers: preprocessing, post-processing, training), ``models``
 (which model for which profile, loading), ``data`` (the bundled collection, hub loaders).
-Shared by them: ``checks`` (argument checks whose errors name the argument), ``batching``
-(batches of texts, progress bars).
+Shared by them: ``ranking`` (the one top-k and its tie rule: score, then doc id),
+``checks`` (argument checks whose errors name the argument), ``batching`` (batches of
+texts, progress bars).
 Running the course: ``env`` (platform, profile, device, hub), ``cgroup`` (memory limits),
 ``course`` (release, the main job, reports), ``project`` (badges, links).
 Grading: ``grading`` (what test cells call), ``references`` (what exercises are graded
@@ -46,6 +47,7 @@ computes it (``tests/test_package.py`` imports each name, so the index cannot go
     3   [CLS] pooling: z = h_0                                         dense.cls_pool
     3   unit length: x / |x|                                           dense.l2_normalize
     3   all cosines Q D^T of unit vectors                              dense.cosine_matrix
+    3   top k: score descending, then doc id ascending                 ranking.top_k, ranking.ranking_from_scores
     3   exact top-k inner-product search                               dense.exact_search
     3   RRF(d) = sum_r 1 / (k + rank_r(d))                             dense.reciprocal_rank_fusion
     3   MaxSim: sum_i max_j q_i . d_j                                  colbert.maxsim

@@ -51,7 +51,7 @@ def check_array(value, name: str, ndim, *, allow_inf: bool = False) -> np.ndarra
         raise ValueError(f"{name} is empty (shape {arr.shape})")
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
-    valid = not np.isnan(arr).any() if allow_inf else np.isfinite(arr).all()  # one pass over the data
+    valid = not np.isnan(arr.min()) if allow_inf else np.isfinite(arr).all()  # one pass (min propagates NaN)
     if not valid:
         raise ValueError(f"{name} contains {'NaN' if np.isnan(arr).any() else 'infinity'}")
     return arr

@@ -20,7 +20,8 @@ import numpy as np
 from . import env, models
 from .batching import iter_batches
 from .checks import check_array, check_doc_ids, check_int, check_same_dim, check_text, check_texts
-from .dense import l2_normalize, top_k
+from .dense import l2_normalize
+from .ranking import id_rank, top_k
 
 Q_MARKER, D_MARKER = "[unused0]", "[unused1]"  # ColBERT's [Q] and [D]: unused BERT vocabulary entries
 
@@ -158,6 +159,7 @@ class ColBERTScorer:
         """Encode ``docs`` once and keep their token vectors under ``doc_ids``; returns self."""
         docs = check_texts(docs, "docs")
         self.doc_ids = check_doc_ids(doc_ids, len(docs))
+        self._id_rank = id_rank(self.doc_ids)
         self.doc_tokens, self.doc_mask = self.encode_documents(docs, batch_size, progress=progress)
         return self
 
@@ -167,12 +169,12 @@ class ColBERTScorer:
         return maxsim(self.encode_queries([check_text(query, "query")])[0], E_d, mask)
 
     def search(self, query: str, k: int = 10) -> list[tuple[Any, float]]:
-        """The top ``k`` indexed documents as [(doc_id, score), ...]: score descending, then indexing order."""
+        """The top ``k`` indexed documents as [(doc_id, score), ...]: score descending, then doc id."""
         if self.doc_tokens is None:
             raise RuntimeError("call ColBERTScorer.index(docs) before searching")
         check_int(k, "k")
         scores = maxsim(self.encode_queries([check_text(query, "query")])[0], self.doc_tokens, self.doc_mask)
-        ids, values = top_k(scores, k)
+        ids, values = top_k(scores, k, self._id_rank)
         return [(self.doc_ids[i], float(s)) for i, s in zip(ids, values)]
 
     def __repr__(self) -> str:

@@ -35,10 +35,10 @@ import numpy as np
 
 from . import env, models
 from .batching import iter_batches
+from .ranking import CHUNK, id_rank, ranking_from_scores, top_k
 from .checks import check_array, check_doc_ids, check_int, check_same_dim, check_text, check_texts, ranked_ids
 
 POOLINGS = ("mean", "cls")
-CHUNK = 64  # top_k's first level: the maximum of every CHUNK consecutive scores
 BLOCK_SCORES = 1 << 24  # exact_search: at most this many scores (64 MiB of float32) in memory at once
 QUERY_BLOCK = 1024  # exact_search: queries per block
 
@@ -87,32 +87,20 @@ def cosine_matrix(Q, D) -> np.ndarray:
     return l2_normalize(Q) @ l2_normalize(D).T
 
 
-def top_k(scores, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best of ``scores`` (N,), or of each row of ``scores`` (n, N) (chapter 3).
-
-    Returns ``(ids, values)``, ids sorted by score descending, then by index
-    ascending, so ties are deterministic; ``k`` larger than N returns all N.
-    """
-    S = check_array(scores, "scores", (1, 2), allow_inf=True)
-    check_int(k, "k")
-    rows = np.atleast_2d(S)
-    ids = _top_k_rows(rows, k)
-    values = np.take_along_axis(rows, ids, axis=1)
-    return (ids[0], values[0]) if S.ndim == 1 else (ids, values)
-
-
-def exact_search(queries, embeddings, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def exact_search(queries, embeddings, k: int = 10, id_rank=None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` inner-product search of every query against every embedding (chapter 3).
 
     scores = Q D^T, one block of at most ``BLOCK_SCORES`` scores at a time (as FAISS
-    does: a block of queries against a block of embeddings); the :func:`top_k` of
-    each block, then the top k of those candidates, which is exact, ties included.
+    does: a block of queries against a block of embeddings); the :func:`~course_lib.ranking.top_k`
+    of each block, then the top k of those candidates, which is exact, ties included
+    (ties by ``id_rank``, the doc id order: see :mod:`course_lib.ranking`).
     Returns ``(ids, scores)``, each n x min(k, N) (FAISS returns them the other way
     round).  With unit vectors the scores are cosines.
     """
     Q, D = check_array(queries, "queries", 2), check_array(embeddings, "embeddings", 2)
     check_same_dim(Q, "queries", D, "embeddings")
     check_int(k, "k")
+    rank = np.arange(len(D)) if id_rank is None else np.asarray(id_rank)
     Q = Q.astype(D.dtype, copy=False)
     n, N = len(Q), len(D)
     rows = min(n, QUERY_BLOCK)
@@ -120,16 +108,18 @@ def exact_search(queries, embeddings, k: int = 10) -> tuple[np.ndarray, np.ndarr
     ids = np.empty((n, min(k, N)), dtype=np.int64)
     scores = np.empty(ids.shape, dtype=D.dtype)
     buffer = np.empty((rows, min(cols, N)), dtype=D.dtype)  # reused: no new 64 MiB per block
+    # each block's own doc id order (None: by position)
+    block_rank = {d0: None if id_rank is None else rank[d0 : d0 + cols].argsort().argsort() for d0 in range(0, N, cols)}
     for q0 in range(0, n, rows):
         block_ids, block_scores = [], []
         for d0 in range(0, N, cols):
             Qb, Db = Q[q0 : q0 + rows], D[d0 : d0 + cols]
             S = np.matmul(Qb, Db.T, out=buffer) if buffer.shape == (len(Qb), len(Db)) else Qb @ Db.T
-            top = _top_k_rows(S, k)
-            block_ids.append(top + d0)
-            block_scores.append(np.take_along_axis(S, top, axis=1))
+            top, values = top_k(S, k, block_rank[d0])
+            block_ids.append(np.atleast_2d(top) + d0)
+            block_scores.append(np.atleast_2d(values))
         I, V = np.hstack(block_ids), np.hstack(block_scores)
-        order = np.lexsort((I, -V), axis=1)[:, :k]
+        order = np.lexsort((rank[I], -V), axis=1)[:, :k]
         ids[q0 : q0 + rows] = np.take_along_axis(I, order, axis=1)
         scores[q0 : q0 + rows] = np.take_along_axis(V, order, axis=1)
     return ids, scores
@@ -152,9 +142,9 @@ def reciprocal_rank_fusion(rankings, k: float = 60) -> list[tuple[Any, float]]:
     for i, ranking in enumerate(rankings):
         for rank, doc in enumerate(ranked_ids(ranking, f"rankings[{i}]"), start=1):
             terms.setdefault(doc, []).append(1.0 / (k + rank))
-    fused = [(doc, math.fsum(t)) for doc, t in terms.items()]
+    fused = {doc: math.fsum(t) for doc, t in terms.items()}
     try:
-        return sorted(fused, key=lambda pair: (-pair[1], pair[0]))
+        return [(d, fused[d]) for d in ranking_from_scores(fused)]
     except TypeError:
         raise TypeError("rankings must use doc ids of one kind (all str or all int) so that ties can be ordered")
 
@@ -241,11 +231,12 @@ class BiEncoder:
         """Encode ``docs`` once and keep their vectors under ``doc_ids`` (0..N-1 by default); returns self."""
         docs = check_texts(docs, "docs")
         self.doc_ids = check_doc_ids(doc_ids, len(docs))
+        self._id_rank = id_rank(self.doc_ids)
         self.embeddings = self.encode(docs, batch_size, progress=progress)
         return self
 
     def search(self, query: str, k: int = 10) -> list[tuple[Any, float]]:
-        """The top ``k`` documents as [(doc_id, score), ...]: score descending, then indexing order."""
+        """The top ``k`` documents as [(doc_id, score), ...]: score descending, then doc id."""
         return self.search_batch([check_text(query, "query")], k)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, batch_size: int = 32) -> list[list[tuple[Any, float]]]:
@@ -253,7 +244,7 @@ class BiEncoder:
         if self.embeddings is None:
             raise RuntimeError("call BiEncoder.index(docs) before searching")
         Z = self.encode(check_texts(queries, "queries"), batch_size, progress=False, cached=False)
-        ids, scores = exact_search(Z, self.embeddings, k)
+        ids, scores = exact_search(Z, self.embeddings, k, self._id_rank)
         return [[(self.doc_ids[i], float(s)) for i, s in zip(row_ids, row_scores)]
                 for row_ids, row_scores in zip(ids, scores)]
 
@@ -321,48 +312,3 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._load())
-
-
-def _top_k_row(s: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best of the 1-d ``s`` (k <= s.size): score descending, then index."""
-    kth = np.partition(s, s.size - k)[s.size - k]  # the k-th best score
-    above = np.flatnonzero(s > kth)
-    ties = np.flatnonzero(s == kth)[: k - above.size]  # the lowest indices among the ties
-    best = np.concatenate((above, ties))
-    return best[np.lexsort((best, -s[best]))]
-
-
-def _top_k_rows(S: np.ndarray, k: int) -> np.ndarray:
-    """:func:`top_k` ids of each row of the 2-d ``S``, without input checks.
-
-    For small k the selection is two-level: each run of CHUNK scores is summarised by
-    its maximum, and only the k runs with the largest maxima (plus a short tail) can
-    hold a top-k score, so only their scores are candidates.  ``argpartition`` then
-    picks k candidates per row; a row where a score left out ties the k-th best is
-    redone exactly (:func:`_top_k_row`), to keep the lowest-index rule.
-    """
-    n, N = S.shape
-    k = min(k, N)
-    R = N // CHUNK  # full runs
-    two_level = R >= 4 * k
-    if two_level:
-        N0 = R * CHUNK
-        M = np.maximum.reduceat(S[:, :N0], np.arange(0, N0, CHUNK), axis=1)  # (n, R) run maxima
-        runs = np.argpartition(M, R - k, axis=1)[:, -k:]
-        chosen = S[:, :N0].reshape(n, R, CHUNK)[np.arange(n)[:, None], runs].reshape(n, k * CHUNK)
-        values = np.hstack((chosen, S[:, N0:]))
-    else:
-        values = S
-    best = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
-    best_values = np.take_along_axis(values, best, axis=1)
-    kth = best_values.min(axis=1, keepdims=True)
-    redo = (values >= kth).sum(axis=1) > k
-    ids = best
-    if two_level:  # candidate position -> column of S
-        run = np.take_along_axis(runs, np.minimum(best // CHUNK, k - 1), axis=1)
-        ids = np.where(best < k * CHUNK, run * CHUNK + best % CHUNK, N0 + best - k * CHUNK)
-        redo |= (M >= kth).sum(axis=1) > (np.take_along_axis(M, runs, axis=1) >= kth).sum(axis=1)
-    ids = np.take_along_axis(ids, np.lexsort((ids, -best_values), axis=1), axis=1)
-    for r in np.flatnonzero(redo):
-        ids[r] = _top_k_row(S[r], k)
-    return ids

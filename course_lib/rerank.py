@@ -29,6 +29,7 @@ import numpy as np
 from . import env, models
 from .batching import iter_batches, progress_bar
 from .checks import check_int, check_text, check_texts, ranked_ids
+from .ranking import id_rank, top_k
 
 def fine_tuned_path() -> Path:
     """Where chapter 3 saves the cross-encoder it fine-tunes and where the ``cpu`` profile's
@@ -87,7 +88,7 @@ class CrossEncoder:
         result [(doc_id, score), ...]) with their texts from ``corpus`` {doc_id: text}.
 
         Returns the best ``k`` (all by default) as [(doc_id, score), ...] by
-        cross-encoder score descending; ties keep the first-stage order.
+        cross-encoder score descending, then doc id (:mod:`course_lib.ranking`).
         """
         if k is not None:
             check_int(k, "k")
@@ -100,8 +101,8 @@ class CrossEncoder:
         if missing:
             raise KeyError(f"candidates has doc ids that are not in corpus, e.g. {missing[0]!r}")
         scores = self.score(query, [corpus[d] for d in ids], batch_size)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [(ids[i], float(scores[i])) for i in order]
+        order, values = top_k(scores, k or len(ids), id_rank(ids))
+        return [(ids[i], float(s)) for i, s in zip(order, values)]
 
     def save(self, path: str | Path) -> Path:
         """Save the model and tokenizer so that ``CrossEncoder(path)`` loads them again."""

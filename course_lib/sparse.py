@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from . import ranking
 from .checks import check_doc_ids, check_int
 from .text import tokenize
 
@@ -373,16 +374,14 @@ class InvertedIndex:
         return {d: i for i, d in enumerate(self.doc_ids)}
 
     @cached_property
-    def id_order(self) -> np.ndarray:
-        """Document numbers in ascending doc id order (ties in a ranking follow it)."""
-        return np.array(sorted(range(self.N), key=self.doc_ids.__getitem__), dtype=np.int64)
+    def id_rank(self) -> np.ndarray:
+        """Each document's place in ascending doc id order (ties in a ranking follow it)."""
+        return ranking.id_rank(self.doc_ids)
 
     @cached_property
-    def id_rank(self) -> np.ndarray:
-        """Each document's place in ascending doc id order (the inverse of ``id_order``)."""
-        rank = np.empty(self.N, dtype=np.int64)
-        rank[self.id_order] = np.arange(self.N)
-        return rank
+    def id_order(self) -> np.ndarray:
+        """Document numbers in ascending doc id order (the inverse of ``id_rank``)."""
+        return np.argsort(self.id_rank)
 
     def __len__(self) -> int:
         return len(self.terms)
@@ -407,7 +406,7 @@ class _SparseRetriever:
 
     * A query whose terms have few postings in all is scored in a block with other
       queries: one ``np.bincount`` fills a (queries x N) score matrix, then
-      :func:`_top_k` ranks each row.
+      :func:`course_lib.ranking.top_k` ranks each row.
     * A query with many postings (common words in a large collection) runs MaxScore
       (Turtle & Flood, 1995) and reads only part of them.  Each term has an upper bound
       u_t = query_weight(t) * max_d contribution(t, d).  Terms are added into partial
@@ -508,8 +507,8 @@ class _SparseRetriever:
 
         def score_block():
             S = self._score_block([queries[j] for j in block])
-            for j, s, top in zip(block, S, _top_k(S, k, ix.id_rank, ix.id_order)):
-                tops[j] = top, s[top]
+            for j, top, s in zip(block, *ranking.top_k(S, k, ix.id_rank)):
+                tops[j] = top, s
 
         for q, (ids, weights) in enumerate(queries):
             n_postings = int(ix.df[ids].sum())
@@ -585,8 +584,8 @@ class _SparseRetriever:
             np.minimum(p, ix.indptr[ids[sparse] + 1][:, None] - 1, out=p)
             found[sparse] = np.where(doc_index[p] == candidates, contribution[p], 0.0)
         s = (found * weights[:, None]).cumsum(axis=0)[-1] if order else np.zeros(candidates.size)
-        best = np.lexsort((ix.id_rank[candidates], -s))[:k]
-        top, s = candidates[best], s[best]
+        best, s = ranking.top_k(s, k, ix.id_rank[candidates].argsort().argsort()) if candidates.size else (candidates, s)
+        top = candidates[best]
         if top.size < k:  # fewer than k documents score: the first zeros by doc id follow
             first = ix.id_order[: k + top.size]
             zeros = first[~np.isin(first, top)][: k - top.size]
@@ -698,35 +697,6 @@ class BM25(_SparseRetriever):
 
 
 # ------------------------------------------------------------------------- helpers
-def _top_k(S: np.ndarray, k: int, id_rank: np.ndarray, id_order: np.ndarray) -> list[np.ndarray]:
-    """For each row of S (queries x N, scores >= 0), the column indices of its k best
-    scores: score descending, then doc id ascending.
-
-    ``id_rank[i]`` is document i's place in doc id order, ``id_order`` its inverse.
-    """
-    n, N = S.shape
-    if k >= N:
-        return list(np.lexsort((np.broadcast_to(id_rank, S.shape), -S), axis=-1))
-    # The k-th best score among every 8th document bounds a row's k-th best from below,
-    # so only the few documents at or above that floor are sorted.  (np.partition of the
-    # negated scores: selecting near the top of many equal zeros is slow.)
-    sample = -S[:, ::8]
-    floor = -np.partition(sample, k - 1, axis=1)[:, k - 1] if sample.shape[1] > k else np.zeros(n)
-    floor[floor <= 0] = np.nextafter(0.0, 1.0)  # no floor: every positive score is a candidate
-    flat = np.flatnonzero(S >= floor[:, None])
-    rows, cols = np.divmod(flat, N)
-    cols = cols[np.lexsort((id_rank[cols], -S.ravel()[flat], rows))]
-    ends = np.cumsum(np.bincount(rows, minlength=n)).tolist()
-    tops = []
-    for start, end in zip([0] + ends[:-1], ends):
-        top = cols[start:min(end, start + k)]
-        if top.size < k:  # fewer than k documents score: the first zeros by doc id follow
-            first = id_order[: k + top.size]
-            top = np.concatenate((top, first[~np.isin(first, top)][: k - top.size]))
-        tops.append(top)
-    return tops
-
-
 def _kth_largest(x: np.ndarray, k: int) -> float:
     """The k-th largest value of ``x`` (1 <= k <= x.size)."""
     return float(np.partition(x, x.size - k)[x.size - k])

@@ -471,7 +471,7 @@ class _SparseRetriever:
             raise RuntimeError(f"call {type(self).__name__}.index(docs) before searching")
         return self.inverted_index
 
-    def _analyse(self, query, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def _term_counts(self, query, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The term ids of the query's known terms, in first-occurrence order, and how often each occurs."""
         ix = self._indexed()
         term_id = ix._term_id.get if ix.buckets is None else ix.term_id
@@ -482,7 +482,7 @@ class _SparseRetriever:
     def _weighted_terms(self, query, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The query's scoring terms (term ids, first-occurrence order) and their weights;
         a term that adds 0 to every score (idf 0, or query weight 0) is left out."""
-        ids, counts = self._analyse(query, name)
+        ids, counts = self._term_counts(query, name)
         weights = self._query_weights(ids, counts)
         scoring = self._scoring[ids] & (weights > 0)
         return ids[scoring], weights[scoring]
@@ -639,7 +639,7 @@ class TfidfRetriever(_SparseRetriever):
 
     def query_vector(self, query) -> dict:
         """The query's tf-idf weights {term: tf * idf} (before normalisation)."""
-        ids, counts = self._analyse(query, "query")
+        ids, counts = self._term_counts(query, "query")
         w = tf_weight(counts) * self.idf[ids]
         return {self.inverted_index.terms[j]: float(x) for j, x in zip(ids, w)}
 

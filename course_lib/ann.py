@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from .dense import _array, _check_positive_int, _same_dim, exact_search
-from .sparse import _check_k
+from .checks import check_array, check_int, check_same_dim
+from .dense import exact_search
 
 KINDS = {"flat": (), "ivf": ("nlist", "nprobe"), "hnsw": ("M", "efConstruction", "efSearch")}
 SEARCH_PARAM = {"ivf": "nprobe", "hnsw": "efSearch"}
@@ -64,7 +64,7 @@ def ann_index(embeddings, kind: str = "hnsw", **params):
     if unknown:
         raise ValueError(f"kind={kind!r} takes {KINDS[kind] or 'no parameters'}, got {sorted(unknown)}")
     for name, value in params.items():
-        _check_positive_int(value, name)
+        check_int(value, name)
     X = _float32(embeddings, "embeddings")
     N, dim = X.shape
     if kind == "flat":
@@ -88,7 +88,7 @@ def set_search_param(index, value: int) -> None:
     """Set ``nprobe`` of an IVF index or ``efSearch`` of an HNSW index (no rebuild needed)."""
     import faiss
 
-    _check_positive_int(value, "value")
+    check_int(value, "value")
     if isinstance(index, faiss.IndexIVF):
         index.nprobe = min(int(value), index.nlist)
     elif isinstance(index, faiss.IndexHNSW):
@@ -103,7 +103,7 @@ def ann_search(index, queries, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     Q = _float32(queries, "queries")
     if Q.shape[1] != index.d:
         raise ValueError(f"queries must have {index.d} columns like the index, got {Q.shape[1]}")
-    _check_k(k)
+    check_int(k, "k")
     scores, ids = index.search(Q, k)
     return ids, scores
 
@@ -119,9 +119,9 @@ def sweep_ann(embeddings, queries, k: int = 10, kind: str = "hnsw", values=None,
     """
     if kind not in SEARCH_PARAM:
         raise ValueError(f"kind must be one of {tuple(SEARCH_PARAM)}, got {kind!r}")
-    _check_positive_int(repeats, "repeats")
+    check_int(repeats, "repeats")
     X, Q = _float32(embeddings, "embeddings"), _float32(queries, "queries")
-    _same_dim(Q, "queries", X, "embeddings")
+    check_same_dim(Q, "queries", X, "embeddings")
     exact_ids, _ = exact_search(Q, X, k)
     name = SEARCH_PARAM[kind]
     values = list(values or ((1, 2, 4, 8, 16, 32) if kind == "ivf" else (8, 16, 32, 64, 128, 256)))
@@ -154,7 +154,7 @@ def _measured(index, Q: np.ndarray, k: int, exact_ids: np.ndarray, repeats: int,
 
 def _float32(value, name: str) -> np.ndarray:
     """A 2-d array as C-contiguous float32, as FAISS needs it."""
-    return np.ascontiguousarray(_array(value, name, 2), dtype=np.float32)
+    return np.ascontiguousarray(check_array(value, name, 2), dtype=np.float32)
 
 
 def _ids(value, name: str) -> np.ndarray:

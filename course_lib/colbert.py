@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from . import env, models
-from .dense import _array, _check_positive_int, _same_dim, check_query, check_texts, iter_batches, l2_normalize, top_k
-from .sparse import _check_doc_ids, _check_k
+from .batching import iter_batches
+from .checks import check_array, check_doc_ids, check_int, check_same_dim, check_text, check_texts
+from .dense import l2_normalize
+from .ranking import id_rank, top_k
 
 Q_MARKER, D_MARKER = "[unused0]", "[unused1]"  # ColBERT's [Q] and [D]: unused BERT vocabulary entries
 
@@ -33,10 +35,10 @@ def maxsim(q_tokens, d_tokens, d_mask) -> float | np.ndarray:
     ``d_mask`` (N, Ld) it scores N documents at once and returns an array (N,).
     Dot products equal cosines when the token vectors have unit length.
     """
-    q = _array(q_tokens, "q_tokens", 2)
-    d = _array(d_tokens, "d_tokens", (2, 3))
-    m = _array(d_mask, "d_mask", (1, 2))
-    _same_dim(q, "q_tokens", d, "d_tokens")
+    q = check_array(q_tokens, "q_tokens", 2)
+    d = check_array(d_tokens, "d_tokens", (2, 3))
+    m = check_array(d_mask, "d_mask", (1, 2))
+    check_same_dim(q, "q_tokens", d, "d_tokens")
     if m.shape != d.shape[:-1]:
         raise ValueError(f"d_mask must have shape {d.shape[:-1]} (one entry per document token), got {m.shape}")
     if not np.isin(m, (0, 1)).all():
@@ -82,8 +84,8 @@ class ColBERTScorer:
         device: str | None = None,
         profile: str | None = None,
     ):
-        _check_positive_int(query_length, "query_length")
-        _check_positive_int(doc_length, "doc_length")
+        check_int(query_length, "query_length")
+        check_int(doc_length, "doc_length")
         if query_length < 4 or doc_length < 4:
             raise ValueError(f"query_length and doc_length must be >= 4 ([CLS] marker text [SEP]), got "
                              f"{query_length} and {doc_length}")
@@ -156,22 +158,23 @@ class ColBERTScorer:
               *, progress: bool = True) -> "ColBERTScorer":
         """Encode ``docs`` once and keep their token vectors under ``doc_ids``; returns self."""
         docs = check_texts(docs, "docs")
-        self.doc_ids = _check_doc_ids(doc_ids, len(docs))
+        self.doc_ids = check_doc_ids(doc_ids, len(docs))
+        self._id_rank = id_rank(self.doc_ids)
         self.doc_tokens, self.doc_mask = self.encode_documents(docs, batch_size, progress=progress)
         return self
 
     def score(self, query: str, docs: Sequence[str]) -> np.ndarray:
         """MaxSim score of ``query`` against each of ``docs`` (no index needed)."""
         E_d, mask = self.encode_documents(docs, progress=False)
-        return maxsim(self.encode_queries([check_query(query)])[0], E_d, mask)
+        return maxsim(self.encode_queries([check_text(query, "query")])[0], E_d, mask)
 
     def search(self, query: str, k: int = 10) -> list[tuple[Any, float]]:
-        """The top ``k`` indexed documents as [(doc_id, score), ...]: score descending, then indexing order."""
+        """The top ``k`` indexed documents as [(doc_id, score), ...]: score descending, then doc id."""
         if self.doc_tokens is None:
             raise RuntimeError("call ColBERTScorer.index(docs) before searching")
-        _check_k(k)
-        scores = maxsim(self.encode_queries([check_query(query)])[0], self.doc_tokens, self.doc_mask)
-        ids, values = top_k(scores, k)
+        check_int(k, "k")
+        scores = maxsim(self.encode_queries([check_text(query, "query")])[0], self.doc_tokens, self.doc_mask)
+        ids, values = top_k(scores, k, self._id_rank)
         return [(self.doc_ids[i], float(s)) for i, s in zip(ids, values)]
 
     def __repr__(self) -> str:

@@ -10,8 +10,8 @@ Documents are encoded once, at index time; a query costs one encoding and one
 matrix product with the N x dim document matrix.
 
 The small pure functions are what chapter 3's exercises are graded against:
-:func:`mean_pool`, :func:`cosine_matrix`, :func:`top_k`,
-:func:`reciprocal_rank_fusion` (and :func:`course_lib.colbert.maxsim`,
+:func:`mean_pool`, :func:`cosine_matrix`, :func:`reciprocal_rank_fusion` (and
+:func:`course_lib.ranking.top_k`, :func:`course_lib.colbert.maxsim`,
 :func:`course_lib.ann.recall_at_k`).  :class:`BiEncoder` runs a plain
 ``transformers`` model and applies the same functions, so the pooling students
 write is the pooling the encoder uses.
@@ -27,17 +27,18 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import env, models
-from .sparse import _check_doc_ids, _check_k
+from .batching import iter_batches
+from .ranking import CHUNK, id_rank, ranking_from_scores, top_k
+from .checks import check_array, check_doc_ids, check_int, check_same_dim, check_text, check_texts, ranked_ids
 
 POOLINGS = ("mean", "cls")
-CHUNK = 64  # top_k's first level: the maximum of every CHUNK consecutive scores
 BLOCK_SCORES = 1 << 24  # exact_search: at most this many scores (64 MiB of float32) in memory at once
 QUERY_BLOCK = 1024  # exact_search: queries per block
 
@@ -50,8 +51,8 @@ def mean_pool(token_embeddings, attention_mask) -> np.ndarray:
     (batch, tokens, dim) and ``attention_mask`` m of shape (batch, tokens), 1 for a
     real token and 0 for padding, so padding never changes the average.
     """
-    H = _array(token_embeddings, "token_embeddings", 3)
-    m = _array(attention_mask, "attention_mask", 2)
+    H = check_array(token_embeddings, "token_embeddings", 3)
+    m = check_array(attention_mask, "attention_mask", 2)
     if m.shape != H.shape[:2]:
         raise ValueError(
             f"attention_mask must have shape (batch, tokens) = {H.shape[:2]} to match token_embeddings, got {m.shape}"
@@ -66,12 +67,12 @@ def mean_pool(token_embeddings, attention_mask) -> np.ndarray:
 
 def cls_pool(token_embeddings) -> np.ndarray:
     """The vector of the first token, [CLS], of each text: z_b = h_b0 (chapter 3)."""
-    return _array(token_embeddings, "token_embeddings", 3)[:, 0, :]
+    return check_array(token_embeddings, "token_embeddings", 3)[:, 0, :]
 
 
 def l2_normalize(X) -> np.ndarray:
     """``X`` scaled to unit length along its last axis, x / |x| (chapter 3); a zero vector stays zero."""
-    X = _array(X, "X", (1, 2, 3))
+    X = check_array(X, "X", (1, 2, 3))
     norms = np.linalg.norm(X, axis=-1, keepdims=True)
     return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
 
@@ -81,37 +82,25 @@ def cosine_matrix(Q, D) -> np.ndarray:
 
     cos(q, d) = q . d / (|q| |d|); a zero vector has cosine 0 with everything.
     """
-    Q, D = _array(Q, "Q", 2), _array(D, "D", 2)
-    _same_dim(Q, "Q", D, "D")
+    Q, D = check_array(Q, "Q", 2), check_array(D, "D", 2)
+    check_same_dim(Q, "Q", D, "D")
     return l2_normalize(Q) @ l2_normalize(D).T
 
 
-def top_k(scores, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best of ``scores`` (N,), or of each row of ``scores`` (n, N) (chapter 3).
-
-    Returns ``(ids, values)``, ids sorted by score descending, then by index
-    ascending, so ties are deterministic; ``k`` larger than N returns all N.
-    """
-    S = _array(scores, "scores", (1, 2), allow_inf=True)
-    _check_k(k)
-    rows = np.atleast_2d(S)
-    ids = _top_k_rows(rows, k)
-    values = np.take_along_axis(rows, ids, axis=1)
-    return (ids[0], values[0]) if S.ndim == 1 else (ids, values)
-
-
-def exact_search(queries, embeddings, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def exact_search(queries, embeddings, k: int = 10, id_rank=None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` inner-product search of every query against every embedding (chapter 3).
 
     scores = Q D^T, one block of at most ``BLOCK_SCORES`` scores at a time (as FAISS
-    does: a block of queries against a block of embeddings); the :func:`top_k` of
-    each block, then the top k of those candidates, which is exact, ties included.
+    does: a block of queries against a block of embeddings); the :func:`~course_lib.ranking.top_k`
+    of each block, then the top k of those candidates, which is exact, ties included
+    (ties by ``id_rank``, the doc id order: see :mod:`course_lib.ranking`).
     Returns ``(ids, scores)``, each n x min(k, N) (FAISS returns them the other way
     round).  With unit vectors the scores are cosines.
     """
-    Q, D = _array(queries, "queries", 2), _array(embeddings, "embeddings", 2)
-    _same_dim(Q, "queries", D, "embeddings")
-    _check_k(k)
+    Q, D = check_array(queries, "queries", 2), check_array(embeddings, "embeddings", 2)
+    check_same_dim(Q, "queries", D, "embeddings")
+    check_int(k, "k")
+    rank = np.arange(len(D)) if id_rank is None else np.asarray(id_rank)
     Q = Q.astype(D.dtype, copy=False)
     n, N = len(Q), len(D)
     rows = min(n, QUERY_BLOCK)
@@ -119,16 +108,18 @@ def exact_search(queries, embeddings, k: int = 10) -> tuple[np.ndarray, np.ndarr
     ids = np.empty((n, min(k, N)), dtype=np.int64)
     scores = np.empty(ids.shape, dtype=D.dtype)
     buffer = np.empty((rows, min(cols, N)), dtype=D.dtype)  # reused: no new 64 MiB per block
+    # each block's own doc id order (None: by position)
+    block_rank = {d0: None if id_rank is None else rank[d0 : d0 + cols].argsort().argsort() for d0 in range(0, N, cols)}
     for q0 in range(0, n, rows):
         block_ids, block_scores = [], []
         for d0 in range(0, N, cols):
             Qb, Db = Q[q0 : q0 + rows], D[d0 : d0 + cols]
             S = np.matmul(Qb, Db.T, out=buffer) if buffer.shape == (len(Qb), len(Db)) else Qb @ Db.T
-            top = _top_k_rows(S, k)
-            block_ids.append(top + d0)
-            block_scores.append(np.take_along_axis(S, top, axis=1))
+            top, values = top_k(S, k, block_rank[d0])
+            block_ids.append(np.atleast_2d(top) + d0)
+            block_scores.append(np.atleast_2d(values))
         I, V = np.hstack(block_ids), np.hstack(block_scores)
-        order = np.lexsort((I, -V), axis=1)[:, :k]
+        order = np.lexsort((rank[I], -V), axis=1)[:, :k]
         ids[q0 : q0 + rows] = np.take_along_axis(I, order, axis=1)
         scores[q0 : q0 + rows] = np.take_along_axis(V, order, axis=1)
     return ids, scores
@@ -149,11 +140,11 @@ def reciprocal_rank_fusion(rankings, k: float = 60) -> list[tuple[Any, float]]:
         raise ValueError(f"rankings must be a non-empty list of rankings, got {rankings!r}")
     terms: dict[Any, list[float]] = {}
     for i, ranking in enumerate(rankings):
-        for rank, doc in enumerate(_ranked_ids(ranking, f"rankings[{i}]"), start=1):
+        for rank, doc in enumerate(ranked_ids(ranking, f"rankings[{i}]"), start=1):
             terms.setdefault(doc, []).append(1.0 / (k + rank))
-    fused = [(doc, math.fsum(t)) for doc, t in terms.items()]
+    fused = {doc: math.fsum(t) for doc, t in terms.items()}
     try:
-        return sorted(fused, key=lambda pair: (-pair[1], pair[0]))
+        return [(d, fused[d]) for d in ranking_from_scores(fused)]
     except TypeError:
         raise TypeError("rankings must use doc ids of one kind (all str or all int) so that ties can be ordered")
 
@@ -190,7 +181,7 @@ class BiEncoder:
     ):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        _check_positive_int(max_length, "max_length")
+        check_int(max_length, "max_length")
         self.source = str(model_name_or_path or models.resolve("encoder", profile))
         self.tokenizer, self.model = models.load_encoder(self.source)
         self.device = device or env.device()
@@ -239,20 +230,21 @@ class BiEncoder:
               *, progress: bool = True) -> "BiEncoder":
         """Encode ``docs`` once and keep their vectors under ``doc_ids`` (0..N-1 by default); returns self."""
         docs = check_texts(docs, "docs")
-        self.doc_ids = _check_doc_ids(doc_ids, len(docs))
+        self.doc_ids = check_doc_ids(doc_ids, len(docs))
+        self._id_rank = id_rank(self.doc_ids)
         self.embeddings = self.encode(docs, batch_size, progress=progress)
         return self
 
     def search(self, query: str, k: int = 10) -> list[tuple[Any, float]]:
-        """The top ``k`` documents as [(doc_id, score), ...]: score descending, then indexing order."""
-        return self.search_batch([check_query(query)], k)[0]
+        """The top ``k`` documents as [(doc_id, score), ...]: score descending, then doc id."""
+        return self.search_batch([check_text(query, "query")], k)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, batch_size: int = 32) -> list[list[tuple[Any, float]]]:
         """:meth:`search` for each of ``queries``, encoded in batches and scored by one matrix product."""
         if self.embeddings is None:
             raise RuntimeError("call BiEncoder.index(docs) before searching")
         Z = self.encode(check_texts(queries, "queries"), batch_size, progress=False, cached=False)
-        ids, scores = exact_search(Z, self.embeddings, k)
+        ids, scores = exact_search(Z, self.embeddings, k, self._id_rank)
         return [[(self.doc_ids[i], float(s)) for i, s in zip(row_ids, row_scores)]
                 for row_ids, row_scores in zip(ids, scores)]
 
@@ -320,135 +312,3 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._load())
-
-
-# --------------------------------------------------------------------- helpers
-def iter_batches(texts: Sequence[str], batch_size: int, progress: bool, desc: str) -> Iterator[list[int]]:
-    """Positions of ``texts`` in batches, longest texts first (less padding), with a progress bar."""
-    _check_positive_int(batch_size, "batch_size")
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    starts = range(0, len(order), batch_size)
-    for start in progress_bar(starts, show=progress and len(starts) > 1, desc=desc, unit="batch"):
-        yield order[start : start + batch_size]
-
-
-def progress_bar(iterable=None, *, show: bool = True, **kwargs):
-    """A tqdm bar, shown unless ``show`` is false or ``TQDM_DISABLE`` is set (as
-    :func:`course_lib.env.quiet` does under nbgrader, where stderr costs the points).
-    The variable is read here, at each call: tqdm itself reads it only when imported."""
-    from tqdm.auto import tqdm
-
-    disabled = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off")
-    return tqdm(iterable, disable=not show or disabled, **kwargs)
-
-
-def check_query(query) -> str:
-    """``query`` if it is a str, else an error saying so."""
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a str, got {type(query).__name__}")
-    return query
-
-
-def check_texts(texts, name: str) -> list[str]:
-    """``texts`` as a non-empty list of strings, or an error naming ``name``."""
-    if isinstance(texts, str):
-        raise TypeError(f"{name} must be a list of strings, got one str: wrap it in a list")
-    if not isinstance(texts, Sequence) or not texts:
-        raise ValueError(f"{name} must be a non-empty list of strings, got {texts!r:.80}")
-    bad = next((t for t in texts if not isinstance(t, str)), None)
-    if bad is not None:
-        raise TypeError(f"{name} must hold only strings, got a {type(bad).__name__}: {bad!r:.60}")
-    return list(texts)
-
-
-def _array(value, name: str, ndim, *, allow_inf: bool = False) -> np.ndarray:
-    """``value`` as a numeric numpy array with ``ndim`` dimensions (an int or a tuple),
-    non-empty, without NaN (or infinity, unless ``allow_inf``); errors name ``name``."""
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError, RuntimeError) as err:
-        raise TypeError(f"{name} must be an array of numbers: {err}") from None
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be an array of numbers, got dtype {arr.dtype}")
-    dims = (ndim,) if isinstance(ndim, int) else ndim
-    if arr.ndim not in dims:
-        raise ValueError(f"{name} must have {' or '.join(map(str, dims))} dimensions, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if arr.dtype.kind != "f":
-        arr = arr.astype(np.float64)
-    valid = not np.isnan(arr).any() if allow_inf else np.isfinite(arr).all()  # one pass over the data
-    if not valid:
-        raise ValueError(f"{name} contains {'NaN' if np.isnan(arr).any() else 'infinity'}")
-    return arr
-
-
-def _same_dim(A: np.ndarray, a: str, B: np.ndarray, b: str) -> None:
-    if A.shape[-1] != B.shape[-1]:
-        raise ValueError(f"{a} and {b} must have the same vector dimension, got {A.shape[-1]} and {B.shape[-1]}")
-
-
-def _check_positive_int(value, name: str) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-
-def _ranked_ids(ranking, name: str) -> list:
-    """The doc ids of one ranking (a list of ids, or of (doc_id, score) pairs), checked unique."""
-    if isinstance(ranking, np.ndarray):
-        ranking = ranking.tolist()
-    if isinstance(ranking, (str, bytes, Mapping)) or not isinstance(ranking, Sequence):
-        raise TypeError(f"{name} must be a list of doc ids, got {type(ranking).__name__}")
-    ids = [item[0] if isinstance(item, tuple) and len(item) == 2 else item for item in ranking]
-    ids = [d.item() if isinstance(d, np.generic) else d for d in ids]
-    try:
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"{name} lists a doc id more than once")
-    except TypeError:
-        raise TypeError(f"{name} must hold hashable doc ids (str or int)") from None
-    return ids
-
-
-def _top_k_row(s: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best of the 1-d ``s`` (k <= s.size): score descending, then index."""
-    kth = np.partition(s, s.size - k)[s.size - k]  # the k-th best score
-    above = np.flatnonzero(s > kth)
-    ties = np.flatnonzero(s == kth)[: k - above.size]  # the lowest indices among the ties
-    best = np.concatenate((above, ties))
-    return best[np.lexsort((best, -s[best]))]
-
-
-def _top_k_rows(S: np.ndarray, k: int) -> np.ndarray:
-    """:func:`top_k` ids of each row of the 2-d ``S``, without input checks.
-
-    For small k the selection is two-level: each run of CHUNK scores is summarised by
-    its maximum, and only the k runs with the largest maxima (plus a short tail) can
-    hold a top-k score, so only their scores are candidates.  ``argpartition`` then
-    picks k candidates per row; a row where a score left out ties the k-th best is
-    redone exactly (:func:`_top_k_row`), to keep the lowest-index rule.
-    """
-    n, N = S.shape
-    k = min(k, N)
-    R = N // CHUNK  # full runs
-    two_level = R >= 4 * k
-    if two_level:
-        N0 = R * CHUNK
-        M = np.maximum.reduceat(S[:, :N0], np.arange(0, N0, CHUNK), axis=1)  # (n, R) run maxima
-        runs = np.argpartition(M, R - k, axis=1)[:, -k:]
-        chosen = S[:, :N0].reshape(n, R, CHUNK)[np.arange(n)[:, None], runs].reshape(n, k * CHUNK)
-        values = np.hstack((chosen, S[:, N0:]))
-    else:
-        values = S
-    best = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
-    best_values = np.take_along_axis(values, best, axis=1)
-    kth = best_values.min(axis=1, keepdims=True)
-    redo = (values >= kth).sum(axis=1) > k
-    ids = best
-    if two_level:  # candidate position -> column of S
-        run = np.take_along_axis(runs, np.minimum(best // CHUNK, k - 1), axis=1)
-        ids = np.where(best < k * CHUNK, run * CHUNK + best % CHUNK, N0 + best - k * CHUNK)
-        redo |= (M >= kth).sum(axis=1) > (np.take_along_axis(M, runs, axis=1) >= kth).sum(axis=1)
-    ids = np.take_along_axis(ids, np.lexsort((ids, -best_values), axis=1), axis=1)
-    for r in np.flatnonzero(redo):
-        ids[r] = _top_k_row(S[r], k)
-    return ids

@@ -25,6 +25,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from .ranking import ranking_from_scores
+
 RELEVANCE_THRESHOLD = 1
 """A judged document is relevant when its grade >= RELEVANCE_THRESHOLD (so grades 1
 and 2 of the bundled qrels are, 0 is not).  Binary metrics (RR, P, R, AP, hit) use it;
@@ -158,11 +160,6 @@ def _choice(x, name: str) -> int:
 
 
 # --------------------------------------------------------- ranking metrics (ch. 2)
-def ranking_from_scores(scores: Mapping) -> list:
-    """Doc ids ranked by score descending, then doc id ascending."""
-    return sorted(scores, key=lambda d: (-scores[d], d))
-
-
 def reciprocal_rank(ranking, qrels, k: int) -> float:
     """1 / rank of the first relevant document in the top k, else 0 (0-1 scale)."""
     top, relevant = _top(ranking, k), _relevant(qrels)

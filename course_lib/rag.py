@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .metrics import exact_match, normalize_answer, token_f1
+from .ranking import ranking_from_scores
 from .text import STOP_WORDS, tokenize
 
 NO_ANSWER = "I don't know"
@@ -227,9 +228,7 @@ class DenseRetriever(Retriever):
                 encoder = BiEncoder(profile=profile)
         self.encoder = encoder
         texts, ids = self.texts(with_title), [c["chunk_id"] for c in self.chunks]
-        # encoded shortest first, so a batch pads little (the ranking does not depend on the order)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        self.encoder.index([texts[i] for i in order], [ids[i] for i in order], progress=False)
+        self.encoder.index(texts, ids, progress=False)
 
     def search_batch(self, queries, k: int = 10):
         _check_queries(queries)
@@ -338,8 +337,8 @@ def weighted_fusion(rankings: Sequence, weights: Sequence[float] | None = None) 
             raise ValueError("a ranking lists a doc id twice")
         for d, s in zip(ids, minmax([s for _, s in ranking])):
             parts.setdefault(d, []).append(wi * s)
-    fused = [(d, math.fsum(v)) for d, v in parts.items()]
-    return sorted(fused, key=lambda pair: (-pair[1], pair[0]))
+    fused = {d: math.fsum(v) for d, v in parts.items()}
+    return [(d, fused[d]) for d in ranking_from_scores(fused)]
 
 
 def distinct(items) -> list:

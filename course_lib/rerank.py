@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from . import env, models
-from .dense import _check_positive_int, _ranked_ids, check_query, check_texts, iter_batches, progress_bar
-from .sparse import _check_k
+from .batching import iter_batches, progress_bar
+from .checks import check_int, check_text, check_texts, ranked_ids
+from .ranking import id_rank, top_k
 
 def fine_tuned_path() -> Path:
     """Where chapter 3 saves the cross-encoder it fine-tunes and where the ``cpu`` profile's
@@ -51,7 +52,7 @@ class CrossEncoder:
                  device: str | None = None, profile: str | None = None):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        _check_positive_int(max_length, "max_length")
+        check_int(max_length, "max_length")
         self.source = str(model_name_or_path or models.resolve("cross-encoder", profile))
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         self.model = AutoModelForSequenceClassification.from_pretrained(self.source, num_labels=1).eval()
@@ -71,7 +72,7 @@ class CrossEncoder:
         """
         import torch
 
-        query, docs = check_query(query), check_texts(docs, "docs")
+        query, docs = check_text(query, "query"), check_texts(docs, "docs")
         distinct = list(dict.fromkeys(docs))
         scores = np.zeros(len(distinct), dtype=np.float32)
         for batch in iter_batches(distinct, batch_size, progress, "reranking"):
@@ -87,21 +88,21 @@ class CrossEncoder:
         result [(doc_id, score), ...]) with their texts from ``corpus`` {doc_id: text}.
 
         Returns the best ``k`` (all by default) as [(doc_id, score), ...] by
-        cross-encoder score descending; ties keep the first-stage order.
+        cross-encoder score descending, then doc id (:mod:`course_lib.ranking`).
         """
         if k is not None:
-            _check_k(k)
+            check_int(k, "k")
         if not isinstance(corpus, Mapping):
             raise TypeError(f"corpus must be a mapping {{doc_id: text}}, got {type(corpus).__name__}")
-        ids = _ranked_ids(candidates, "candidates")
+        ids = ranked_ids(candidates, "candidates")
         if not ids:
             return []
         missing = [d for d in ids if d not in corpus]
         if missing:
             raise KeyError(f"candidates has doc ids that are not in corpus, e.g. {missing[0]!r}")
         scores = self.score(query, [corpus[d] for d in ids], batch_size)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [(ids[i], float(scores[i])) for i in order]
+        order, values = top_k(scores, k or len(ids), id_rank(ids))
+        return [(ids[i], float(s)) for i, s in zip(order, values)]
 
     def save(self, path: str | Path) -> Path:
         """Save the model and tokenizer so that ``CrossEncoder(path)`` loads them again."""
@@ -129,8 +130,8 @@ def training_pairs(queries: Mapping, qrels: Mapping, corpus: Mapping,
     for name, value in (("queries", queries), ("qrels", qrels), ("corpus", corpus)):
         if not isinstance(value, Mapping) or not value:
             raise ValueError(f"{name} must be a non-empty mapping, got {type(value).__name__}")
-    _check_positive_int(negatives, "negatives")
-    _check_positive_int(depth, "depth")
+    check_int(negatives, "negatives")
+    check_int(depth, "depth")
     if first_stage is None:
         from .sparse import BM25
 
@@ -142,7 +143,7 @@ def training_pairs(queries: Mapping, qrels: Mapping, corpus: Mapping,
         if not positives:
             continue
         near_misses = [d for d, grade in judged.items() if grade <= 0 and d in corpus]
-        retrieved = [d for d in _ranked_ids(first_stage(query, depth), "first_stage(query, depth)")
+        retrieved = [d for d in ranked_ids(first_stage(query, depth), "first_stage(query, depth)")
                      if d not in judged and d in corpus]
         pairs += [(query, corpus[d], 1.0) for d in positives]
         pairs += [(query, corpus[d], 0.0) for d in (near_misses + retrieved)[:negatives]]
@@ -169,7 +170,7 @@ def train_cross_encoder(pairs: Sequence[tuple[str, str, float]], model_name_or_p
 
     pairs = _check_pairs(pairs)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        _check_positive_int(value, name)
+        check_int(value, name)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if not 0 <= warmup < 1:

@@ -45,7 +45,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from course_lib.text import tokenize
+from . import ranking
+from .checks import check_doc_ids, check_int
+from .text import tokenize
 
 VARIANTS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
 DEFAULT_DELTA = {"bm25l": 0.5, "bm25+": 1.0}  # the values Lv & Zhai (2011) recommend
@@ -197,7 +199,7 @@ def feature_bucket(term: str, buckets: int) -> int:
     way (with the unsigned hash) to index Wikipedia in fixed memory; two terms may
     share a bucket (a collision), which adds their counts.
     """
-    _check_buckets(buckets)
+    check_int(buckets, "buckets")
     return int(_hash_buckets([term], buckets)[0])
 
 
@@ -257,7 +259,7 @@ class InvertedIndex:
         if not isinstance(ngram, int) or isinstance(ngram, bool) or ngram < 1:
             raise ValueError(f"ngram must be an int >= 1, got {ngram!r}")
         if buckets is not None:
-            _check_buckets(buckets)
+            check_int(buckets, "buckets")
         if positions is None:
             positions = ngram == 1
         elif positions and ngram > 1:
@@ -276,7 +278,7 @@ class InvertedIndex:
         N = len(features)
         if N == 0:
             raise ValueError("docs must contain at least one document")
-        self.doc_ids = _check_doc_ids(doc_ids, N)
+        self.doc_ids = check_doc_ids(doc_ids, N)
         self.N = N
 
         # 1. The dictionary: sorted vocabulary, and every token mapped to its term id.
@@ -372,16 +374,14 @@ class InvertedIndex:
         return {d: i for i, d in enumerate(self.doc_ids)}
 
     @cached_property
-    def id_order(self) -> np.ndarray:
-        """Document numbers in ascending doc id order (ties in a ranking follow it)."""
-        return np.array(sorted(range(self.N), key=self.doc_ids.__getitem__), dtype=np.int64)
+    def id_rank(self) -> np.ndarray:
+        """Each document's place in ascending doc id order (ties in a ranking follow it)."""
+        return ranking.id_rank(self.doc_ids)
 
     @cached_property
-    def id_rank(self) -> np.ndarray:
-        """Each document's place in ascending doc id order (the inverse of ``id_order``)."""
-        rank = np.empty(self.N, dtype=np.int64)
-        rank[self.id_order] = np.arange(self.N)
-        return rank
+    def id_order(self) -> np.ndarray:
+        """Document numbers in ascending doc id order (the inverse of ``id_rank``)."""
+        return np.argsort(self.id_rank)
 
     def __len__(self) -> int:
         return len(self.terms)
@@ -406,7 +406,7 @@ class _SparseRetriever:
 
     * A query whose terms have few postings in all is scored in a block with other
       queries: one ``np.bincount`` fills a (queries x N) score matrix, then
-      :func:`_top_k` ranks each row.
+      :func:`course_lib.ranking.top_k` ranks each row.
     * A query with many postings (common words in a large collection) runs MaxScore
       (Turtle & Flood, 1995) and reads only part of them.  Each term has an upper bound
       u_t = query_weight(t) * max_d contribution(t, d).  Terms are added into partial
@@ -450,12 +450,12 @@ class _SparseRetriever:
 
     def search(self, query, k: int = 10) -> list[tuple[Any, float]]:
         """The top ``k`` documents as [(doc_id, score), ...]: score descending, then doc id."""
-        _check_k(k)
+        check_int(k, "k")
         return self._search([self._weighted_terms(query, "query")], k)[0]
 
     def search_batch(self, queries: Iterable, k: int = 10) -> list[list[tuple[Any, float]]]:
         """:meth:`search` for each query of ``queries``."""
-        _check_k(k)
+        check_int(k, "k")
         if isinstance(queries, (str, Mapping)) or not isinstance(queries, Iterable):
             raise TypeError(f"queries must be a list of queries, got {type(queries).__name__} (use .run for a mapping)")
         return self._search([self._weighted_terms(q, f"queries[{i}]") for i, q in enumerate(queries)], k)
@@ -471,7 +471,7 @@ class _SparseRetriever:
             raise RuntimeError(f"call {type(self).__name__}.index(docs) before searching")
         return self.inverted_index
 
-    def _analyse(self, query, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def _term_counts(self, query, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The term ids of the query's known terms, in first-occurrence order, and how often each occurs."""
         ix = self._indexed()
         term_id = ix._term_id.get if ix.buckets is None else ix.term_id
@@ -482,7 +482,7 @@ class _SparseRetriever:
     def _weighted_terms(self, query, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The query's scoring terms (term ids, first-occurrence order) and their weights;
         a term that adds 0 to every score (idf 0, or query weight 0) is left out."""
-        ids, counts = self._analyse(query, name)
+        ids, counts = self._term_counts(query, name)
         weights = self._query_weights(ids, counts)
         scoring = self._scoring[ids] & (weights > 0)
         return ids[scoring], weights[scoring]
@@ -507,8 +507,8 @@ class _SparseRetriever:
 
         def score_block():
             S = self._score_block([queries[j] for j in block])
-            for j, s, top in zip(block, S, _top_k(S, k, ix.id_rank, ix.id_order)):
-                tops[j] = top, s[top]
+            for j, top, s in zip(block, *ranking.top_k(S, k, ix.id_rank)):
+                tops[j] = top, s
 
         for q, (ids, weights) in enumerate(queries):
             n_postings = int(ix.df[ids].sum())
@@ -584,8 +584,8 @@ class _SparseRetriever:
             np.minimum(p, ix.indptr[ids[sparse] + 1][:, None] - 1, out=p)
             found[sparse] = np.where(doc_index[p] == candidates, contribution[p], 0.0)
         s = (found * weights[:, None]).cumsum(axis=0)[-1] if order else np.zeros(candidates.size)
-        best = np.lexsort((ix.id_rank[candidates], -s))[:k]
-        top, s = candidates[best], s[best]
+        best, s = ranking.top_k(s, k, ix.id_rank[candidates].argsort().argsort()) if candidates.size else (candidates, s)
+        top = candidates[best]
         if top.size < k:  # fewer than k documents score: the first zeros by doc id follow
             first = ix.id_order[: k + top.size]
             zeros = first[~np.isin(first, top)][: k - top.size]
@@ -639,7 +639,7 @@ class TfidfRetriever(_SparseRetriever):
 
     def query_vector(self, query) -> dict:
         """The query's tf-idf weights {term: tf * idf} (before normalisation)."""
-        ids, counts = self._analyse(query, "query")
+        ids, counts = self._term_counts(query, "query")
         w = tf_weight(counts) * self.idf[ids]
         return {self.inverted_index.terms[j]: float(x) for j, x in zip(ids, w)}
 
@@ -697,35 +697,6 @@ class BM25(_SparseRetriever):
 
 
 # ------------------------------------------------------------------------- helpers
-def _top_k(S: np.ndarray, k: int, id_rank: np.ndarray, id_order: np.ndarray) -> list[np.ndarray]:
-    """For each row of S (queries x N, scores >= 0), the column indices of its k best
-    scores: score descending, then doc id ascending.
-
-    ``id_rank[i]`` is document i's place in doc id order, ``id_order`` its inverse.
-    """
-    n, N = S.shape
-    if k >= N:
-        return list(np.lexsort((np.broadcast_to(id_rank, S.shape), -S), axis=-1))
-    # The k-th best score among every 8th document bounds a row's k-th best from below,
-    # so only the few documents at or above that floor are sorted.  (np.partition of the
-    # negated scores: selecting near the top of many equal zeros is slow.)
-    sample = -S[:, ::8]
-    floor = -np.partition(sample, k - 1, axis=1)[:, k - 1] if sample.shape[1] > k else np.zeros(n)
-    floor[floor <= 0] = np.nextafter(0.0, 1.0)  # no floor: every positive score is a candidate
-    flat = np.flatnonzero(S >= floor[:, None])
-    rows, cols = np.divmod(flat, N)
-    cols = cols[np.lexsort((id_rank[cols], -S.ravel()[flat], rows))]
-    ends = np.cumsum(np.bincount(rows, minlength=n)).tolist()
-    tops = []
-    for start, end in zip([0] + ends[:-1], ends):
-        top = cols[start:min(end, start + k)]
-        if top.size < k:  # fewer than k documents score: the first zeros by doc id follow
-            first = id_order[: k + top.size]
-            top = np.concatenate((top, first[~np.isin(first, top)][: k - top.size]))
-        tops.append(top)
-    return tops
-
-
 def _kth_largest(x: np.ndarray, k: int) -> float:
     """The k-th largest value of ``x`` (1 <= k <= x.size)."""
     return float(np.partition(x, x.size - k)[x.size - k])
@@ -739,28 +710,6 @@ def _as_tokens(text, name: str, tokenizer) -> list[str]:
     if isinstance(text, tuple):
         return list(text)
     raise TypeError(f"{name} must be a str or a list of str tokens, got {type(text).__name__}")
-
-
-def _check_doc_ids(doc_ids, N: int) -> list:
-    if doc_ids is None:
-        return list(range(N))
-    if isinstance(doc_ids, (str, bytes)) or not isinstance(doc_ids, Iterable):
-        raise TypeError(f"doc_ids must be a list of ids, got {type(doc_ids).__name__}")
-    doc_ids = [d.item() if isinstance(d, np.generic) else d for d in doc_ids]
-    if len(doc_ids) != N:
-        raise ValueError(f"doc_ids must have one id per document: {len(doc_ids)} ids for {N} docs")
-    kinds = {type(d) for d in doc_ids}
-    if not (kinds <= {str} or kinds <= {int}):
-        raise TypeError(f"doc_ids must be all str or all int, got {sorted(k.__name__ for k in kinds)}")
-    if len(set(doc_ids)) != N:
-        seen, dup = set(), None
-        for d in doc_ids:
-            if d in seen:
-                dup = d
-                break
-            seen.add(d)
-        raise ValueError(f"doc_ids must be unique, {dup!r} appears twice")
-    return doc_ids
 
 
 def _check_N_df(N, df):
@@ -785,13 +734,3 @@ def _check_params(k1, b, delta):
         raise ValueError(f"b must be a number in [0, 1], got {b!r}")
     if delta is not None and (not isinstance(delta, (int, float)) or isinstance(delta, bool) or not delta >= 0):
         raise ValueError(f"delta must be a number >= 0, got {delta!r}")
-
-
-def _check_buckets(buckets):
-    if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
-        raise ValueError(f"buckets must be an int >= 1, got {buckets!r}")
-
-
-def _check_k(k):
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import env
+from .ranking import top_k
 
 MAX_LENGTH = 384
 STRIDE = 128
@@ -219,16 +220,6 @@ def prepare_validation_features(examples, tokenizer, max_length: int = MAX_LENGT
 
 
 # ---------------------------------------------------------------- post-processing
-def _top(logits: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` highest logits of each row, highest first (ties: lower index first)."""
-    rows = np.arange(len(logits))[:, None]
-    top = np.argpartition(-logits, n - 1, axis=1)[:, :n] if n < logits.shape[1] else np.broadcast_to(
-        np.arange(n), logits.shape
-    )
-    order = np.lexsort((top, -logits[rows, top]), axis=1)
-    return top[rows, order].astype(np.int32)
-
-
 def _best_spans(start_logits, end_logits, in_context, n_best: int, max_answer_length: int):
     """Best valid span of every feature at once: start, end token and summed logit (-inf: none).
 
@@ -238,7 +229,7 @@ def _best_spans(start_logits, end_logits, in_context, n_best: int, max_answer_le
     """
     n = min(n_best, start_logits.shape[1])
     rows = np.arange(len(start_logits))[:, None]
-    starts, ends = _top(start_logits, n), _top(end_logits, n)
+    starts, ends = top_k(start_logits, n)[0], top_k(end_logits, n)[0]
     score = start_logits[rows, starts][:, :, None] + end_logits[rows, ends][:, None, :]
     length = ends[:, None, :] - starts[:, :, None] + 1
     valid = (length >= 1) & (length <= max_answer_length)

@@ -30,7 +30,6 @@ from course_lib.dense import (
     l2_normalize,
     mean_pool,
     reciprocal_rank_fusion,
-    top_k,
 )
 from course_lib.grading import reference, same_ranking
 from course_lib.rerank import CrossEncoder, train_cross_encoder, training_pairs
@@ -51,11 +50,6 @@ whole_floats = st.integers(-10, 10).map(float)
 def rng_unit(rng, n, dim):
     X = rng.standard_normal((n, dim)).astype(np.float32)
     return X / np.linalg.norm(X, axis=1, keepdims=True)
-
-
-def brute_top_k(scores, k):
-    """Score descending, then index ascending, by a full sort."""
-    return np.lexsort((np.arange(scores.size), -scores))[:k]
 
 
 # ------------------------------------------------------------------ mean_pool
@@ -131,47 +125,6 @@ def test_cosine_matrix_matches_sklearn(data):
 def test_cosine_matrix_bad_input(Q, D, message):
     with pytest.raises(ValueError, match=message):
         cosine_matrix(Q, D)
-
-
-# ------------------------------------------------------------------------ top_k
-def test_top_k_by_hand_with_ties():
-    ids, values = top_k([0.5, 0.9, 0.5, 0.9, 0.1], 3)
-    assert ids.tolist() == [1, 3, 0] and values.tolist() == [0.9, 0.9, 0.5]
-    ids, values = top_k([0.2, 0.1], 5)  # k > N: all of them
-    assert ids.tolist() == [0, 1]
-    ids, values = top_k([[1, 2, 3], [3, 3, -np.inf]], 2)
-    assert ids.tolist() == [[2, 1], [0, 1]] and values.tolist() == [[3, 2], [3, 3]]
-
-
-@SETTINGS
-@given(st.data())
-def test_top_k_matches_a_full_sort(data):
-    # few distinct values, so ties are everywhere; N up to 6000 exercises the two-level path
-    n, N, k = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 6000)), data.draw(st.integers(1, 12))
-    seed, levels = data.draw(st.integers(0, 2**32 - 1)), data.draw(st.integers(1, 30))
-    S = np.random.default_rng(seed).integers(0, levels, size=(n, N)).astype(np.float32)
-    ids, values = top_k(S, k)
-    for row, row_ids, row_values in zip(S, ids, values):
-        expected = brute_top_k(row, k)
-        assert row_ids.tolist() == expected.tolist()
-        np.testing.assert_array_equal(row_values, row[expected])
-
-
-@pytest.mark.parametrize(
-    "scores, k, message",
-    [
-        ([1.0, 2.0], 0, "k must be an int >= 1, got 0"),
-        ([1.0, 2.0], -3, "k must be an int >= 1"),
-        ([1.0, 2.0], 1.5, "k must be an int >= 1"),
-        ([1.0, 2.0], True, "k must be an int >= 1"),
-        ([], 1, "scores is empty"),
-        ([1.0, np.nan], 1, "scores contains NaN"),
-        (np.ones((2, 2, 2)), 1, "scores must have 1 or 2 dimensions"),
-    ],
-)
-def test_top_k_bad_input(scores, k, message):
-    with pytest.raises(ValueError, match=message):
-        top_k(scores, k)
 
 
 # ---------------------------------------------------------------- exact search
@@ -381,7 +334,7 @@ def test_ann_index_bad_input(kind, params, message):
     [
         ("course_lib.dense.mean_pool", (np.ones((1, 2, 3)), np.array([[1, 0]]))),
         ("course_lib.dense.cosine_matrix", (np.eye(2), np.ones((3, 2)))),
-        ("course_lib.dense.top_k", (np.array([0.1, 0.3, 0.3]), 2)),
+        ("course_lib.ranking.top_k", (np.array([0.1, 0.3, 0.3]), 2)),
         ("course_lib.colbert.maxsim", (np.eye(2), np.eye(2), np.array([1, 0]))),
         ("course_lib.dense.reciprocal_rank_fusion", ([["a", "b"], ["b"]],)),
         ("course_lib.ann.recall_at_k", (np.array([[1, 2]]), np.array([[2, 3]]))),
@@ -513,7 +466,7 @@ def test_colbert_loads_a_projection(tiny_path, tmp_path):
         ColBERTScorer(str(tmp_path), query_length=0)
 
 
-def test_cross_encoder_reranks_and_keeps_first_stage_order_in_ties(tiny_path):
+def test_cross_encoder_reranks_with_ties_by_doc_id(tiny_path):
     reranker = CrossEncoder(tiny_path)
     corpus = dict(zip(IDS, DOCS))
     candidates = ["reef", "caesar", "enigma"]
@@ -521,10 +474,11 @@ def test_cross_encoder_reranks_and_keeps_first_stage_order_in_ties(tiny_path):
     # different batch (other padding) can flip them by float noise
     scores = reranker.score("cipher", [corpus[d] for d in candidates])
     ranking = reranker.rerank("cipher", [("reef", 3.0), ("caesar", 2.0), ("enigma", 1.0)], corpus, k=2)
-    expected = [candidates[i] for i in np.argsort(-scores, kind="stable")[:2]]
+    expected = sorted(candidates, key=lambda d: (-scores[candidates.index(d)], d))[:2]
     assert [d for d, _ in ranking] == expected
     assert [s for _, s in ranking] == pytest.approx(sorted(scores.tolist(), reverse=True)[:2])
-    twice = reranker.rerank("cipher", ["caesar", "enigma"], {"caesar": "same", "enigma": "same"})
+    # equal texts score equally: the tie rule (doc id), not the first stage's order, decides
+    twice = reranker.rerank("cipher", ["enigma", "caesar"], {"caesar": "same", "enigma": "same"})
     assert [d for d, _ in twice] == ["caesar", "enigma"]
     with pytest.raises(KeyError, match="not in corpus"):
         reranker.rerank("cipher", ["nowhere"], corpus)

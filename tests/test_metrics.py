@@ -32,7 +32,6 @@ from course_lib.metrics import (
     ndcg_at_k,
     normalize_answer,
     precision_at_k,
-    ranking_from_scores,
     read_trec_qrels,
     read_trec_run,
     recall_at_k,
@@ -43,6 +42,7 @@ from course_lib.metrics import (
     write_trec_qrels,
     write_trec_run,
 )
+from course_lib.ranking import ranking_from_scores
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -35,10 +35,37 @@ POINTS = re.compile(r"(?i)\d+\s*(?:points?|exercises?)\b|\(\d+\)")  # "17 points
 ENUMERATION = re.compile(r"(?m)^\s*(?:#+\s*\d+(?:\.\d+)*\.?|\d+\.)\s")  # "## 5. Title", "### 5.2 Title", "3. item"
 URL = re.compile(r"https?://\S+|\]\([^)]*\)")
 
+HAND = "a step of a hand-computed example; the exercise's visible test or the cell under it computes the result"
 ALLOWED: dict[str, dict[str, str]] = {
-    "01_tfidf": {},
-    "02_bm25": {},
-    "03_dense_retrieval": {},
+    "01_tfidf": {
+        "1.5": "the cpu memory budget in GB (a target the course sets, not a measurement)",
+        "1.301": f"1 + log10 2, {HAND}", "0.392": f"1.301 x log10 2, {HAND}",
+        "0.615": f"|q| of the query *red planet*, {HAND}", "0.685": f"|d0|, {HAND}",
+        "2017": "DrQA: Chen, Fisch, Weston and Bordes (2017), cited in section 10",
+    },
+    "02_bm25": {
+        "1.429": f"1 + 1.5 / 3.5, {HAND}", "2.5": f"df + 0.5 and N - df + 0.5, {HAND}",
+        "0.9375": f"k1 x 0.625, {HAND}", "2.0625": f"k1 x 1.375, {HAND}",
+        "0.02": "MRR of a system answering 2 of 100 queries, both at rank 1: 2/100 (an argument, not a measurement)",
+        "0.278": f"(1/2 + 1/3 + 0) / 3, {HAND}", "0.417": f"(1/2 + 1/3) / 2, {HAND}",
+        "1.262": f"2 / log2 3, {HAND}", "0.431": f"1 / log2 5, {HAND}", "1.693": f"DCG@5, {HAND}",
+        "3.131": f"IDCG@5, {HAND}", "0.541": f"nDCG@5, {HAND}",
+        "2005": "Burges et al. (2005), cited for the exponential gain",
+        "2020": "Kamphuis, de Vries, Boytsov and Lin (ECIR 2020), cited", "2014": "Trotman et al. (2014), cited",
+        "2011": "Lv and Zhai (2011), cited", "2021": "Thakur et al. (NeurIPS 2021), the BEIR paper, cited",
+    },
+    "03_dense_retrieval": {
+        "1.5": "the cpu memory budget in GB (a target the course sets, not a measurement)",
+        "0.707": f"1 / sqrt 2, {HAND}",
+        "61": f"k + rank with k = 60, {HAND}", "62": f"k + rank, {HAND}", "63": f"k + rank, {HAND}",
+        "0.03252": f"1/62 + 1/61, {HAND}", "0.03100": f"1/63 + 1/62, {HAND}",
+        "0.01639": f"1/61, {HAND}", "0.01587": f"1/63, {HAND}",
+        "1.6": f"0.6 + 1, the MaxSim {HAND}",
+        "2009": "Cormack, Clarke and Buettcher (2009), the RRF paper, cited",
+        "2020": "Khattab and Zaharia (SIGIR 2020), the ColBERT paper, cited",
+        "2017": "Johnson, Douze and Jegou (2017), the FAISS paper, cited",
+        "0.75": f"the recall of the exercise's {HAND}",
+    },
 }
 
 

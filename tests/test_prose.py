@@ -21,9 +21,8 @@ import nbformat
 import pytest
 
 from course_lib import course
-from test_notebooks import executed_under_tiny
+from test_notebooks import ROOT, executed_under_tiny
 
-pytestmark = pytest.mark.slow
 
 # A number: digits with optional thousands commas and decimals (not a comma-separated list: "1,600" is one
 # number, "1, 2" two). Skipped when glued to a name: preceded by a letter, digit, "_", "@", "^", "{", "-", "."
@@ -123,12 +122,23 @@ def test_a_stale_number_is_caught_and_a_produced_one_is_not():
     assert unproduced(nb, {"1994": "Okapi at TREC-3 (Robertson et al. 1994)"}) == [(2, "1600")]
 
 
-ALL_CHAPTERS = course.chapters()
+CHAPTERS = [pytest.param(c, marks=pytest.mark.xfail(reason="issue #17: chapters 4-5 next", strict=False))
+            if c not in ALLOWED else c for c in course.chapters()]
+TITLE_WORDS = 200
 
 
-@pytest.mark.parametrize("chapter", [
-    pytest.param(c, marks=pytest.mark.xfail(reason="issue #17: chapters 4-5 next", strict=False))
-    if c not in ALLOWED else c for c in ALL_CHAPTERS])
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_title_cell_is_short(chapter):
+    """What you will learn, exercises and points, the time it takes; operations detail goes to 'About this run'."""
+    source = ROOT / "notebooks" / "source" / chapter / f"{chapter}.ipynb"
+    title = nbformat.read(source, as_version=4).cells[2]
+    words = len(re.findall(r"[A-Za-z0-9][\w'.-]*", title.source))   # words and numbers, not symbols
+    assert words <= TITLE_WORDS, f"{chapter}'s title cell has {words} words (at most {TITLE_WORDS})"
+    assert "About this run" in title.source
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+@pytest.mark.slow
 def test_no_markdown_cell_quotes_a_number_the_run_did_not_produce(chapter):
     nb = executed_under_tiny(chapter)
     bad = unproduced(nb, ALLOWED.get(chapter, {}))

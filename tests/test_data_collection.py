@@ -162,3 +162,54 @@ def test_no_near_duplicate_passages():
 def test_size_budget():
     size = sum(p.stat().st_size for p in FILES)
     assert size <= SIZE_BUDGET_BYTES, f"collection is {size} bytes, budget {SIZE_BUDGET_BYTES}"
+
+
+# ---- the controlled collection of chapter 2 (course_lib/data/controlled) ----
+
+def test_controlled_collection_is_well_formed():
+    from course_lib.data import load_controlled
+
+    c = load_controlled()
+    raw = json.loads((COLLECTION.parent / "controlled" / "lengths.json").read_text(encoding="utf-8"))
+    assert len({d["id"] for d in raw["documents"]}) == len(raw["documents"]) == len(c.documents)
+    assert len({q["id"] for q in raw["queries"]}) == len(raw["queries"]) == len(c.queries)
+    assert 30 <= len(c.documents) <= 60 and 10 <= len(c.queries) <= 20
+    for qid, judged in c.qrels.items():
+        assert set(judged) <= set(c.documents), qid
+        assert set(judged.values()) <= {0, 1, 2} and 2 in judged.values(), qid
+    assert all(_clean(t) and _clean(x) for t, x in c.documents.values())
+    assert not set(c.documents) & set(PASSAGES)          # no id clash with the bundled passages
+    load_controlled().qrels["q01"].clear()                # each call reads afresh
+    assert load_controlled().qrels["q01"]
+
+
+def test_controlled_collection_varies_length_and_repeats_terms():
+    """What it is for: documents of very different lengths, and unjudged-relevant ones repeating a query term."""
+    from course_lib.data import load_controlled
+
+    c = load_controlled()
+    words = sorted(len(text.split()) for _, text in c.documents.values())
+    assert words[0] <= 20 and words[-1] >= 30 * words[0]
+    stuffed = [(qid, d) for qid, judged in c.qrels.items() for d, grade in judged.items() if grade == 0
+               and max(tokenize(" ".join(c.documents[d])).count(t) for t in tokenize(c.queries[qid])) >= 10]
+    assert len(stuffed) >= 5, stuffed
+
+
+def test_on_the_controlled_collection_bm25_beats_tfidf_and_needs_both_parameters():
+    """The lesson chapter 2 draws from it: BM25 (k1 = 1.5, b = 0.75) beats the tf-idf cosine by a clear margin,
+    and presence only (k1 = 0), no length normalisation (b = 0) or full normalisation (b = 1) each lose."""
+    from course_lib import metrics, sparse
+    from course_lib.data import load_controlled
+
+    c = load_controlled()
+    ids = list(c.documents)
+    docs = [tokenize(f"{t} {x}") for t, x in c.documents.values()]
+    queries = {q: tokenize(text) for q, text in c.queries.items()}
+
+    def ndcg(retriever):
+        return metrics.evaluate_run(retriever.index(docs, ids).run(queries, k=10), c.qrels, ["ndcg@10"])["ndcg@10"]
+
+    bm25 = ndcg(sparse.BM25(k1=1.5, b=0.75))
+    assert bm25 - ndcg(sparse.TfidfRetriever()) >= 0.05
+    for k1, b in [(0.0, 0.75), (1.5, 0.0), (1.5, 1.0)]:
+        assert ndcg(sparse.BM25(k1=k1, b=b)) < bm25 - 0.01, (k1, b)

@@ -2,7 +2,7 @@
 (nbgrader validate in test_course.py runs them again in grading mode)."""
 from __future__ import annotations
 
-import os
+import functools
 from pathlib import Path
 
 import nbformat
@@ -16,14 +16,23 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("chapter", course.chapters())
-def test_chapter_executes_under_tiny(chapter, tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_PROFILE", "tiny")
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+@functools.cache
+def executed_under_tiny(chapter: str) -> nbformat.NotebookNode:
+    """``chapter`` executed top to bottom under the tiny profile, once per test process (tests/test_prose.py
+    reads the same run: conftest.worker_group keeps both files on one worker)."""
     source = ROOT / "notebooks" / "source" / chapter / f"{chapter}.ipynb"
     nb = nbformat.read(source, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(source.parent)}}).execute()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COURSE_PROFILE", "tiny")
+        mp.delenv("NBGRADER_EXECUTION", raising=False)
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(source.parent)}}).execute()
+    return nb
+
+
+@pytest.mark.parametrize("chapter", course.chapters())
+def test_chapter_executes_under_tiny(chapter, tmp_path):
+    nb = executed_under_tiny(chapter)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     stderr = [o["text"] for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")

@@ -14,6 +14,7 @@ RRF, batching), ``colbert`` (late interaction), ``ann`` (FAISS indexes), ``reran
 Shared by them: ``ranking`` (the one top-k and its tie rule: score, then doc id),
 ``checks`` (argument checks whose errors name the argument), ``batching`` (batches of
 texts, progress bars).
+``plots`` draws the chapters' figures.
 Running the course: ``env`` (platform, profile, device, hub), ``cgroup`` (memory limits),
 ``course`` (release, the main job, reports), ``project`` (badges, links).
 Grading: ``grading`` (what test cells call), ``references`` (what exercises are graded

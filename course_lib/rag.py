@@ -667,7 +667,8 @@ class GenerativeReader:
     * ``"ranked"``: the reader as a ranker of spans, by features and the model's likelihood.
       The ``sentences`` sentences that share most words with the question
       (:func:`best_sentences`) make the prompt; the :func:`candidate_spans` of them (up to
-      ``max_answer_words`` words) are the answers it may give.  Each candidate a gets the
+      ``max_answer_words`` words) are the answers it may give, those that begin with one of
+      the ``starts`` likeliest first words (None: all).  Each candidate a gets the
       features x(a) of :data:`SPAN_FEATURES` (:meth:`span_table`): the model's
       log p(a, eos | question, sentences), and surface features of the span (answer type,
       distance to the question's words, ...).  The answer is the highest-scoring one::
@@ -685,17 +686,19 @@ class GenerativeReader:
     def __init__(self, generator, *, style: str = SHORT_ANSWER, shots: Sequence[Mapping] = (),
                  budget: int | None = None, with_title: bool = True, max_new_tokens: int | None = None,
                  decoding: str = "ranked", max_answer_tokens: int = 12, sentences: int = 2,
-                 max_answer_words: int = 5, weights: Mapping[str, float] | None = None):
+                 max_answer_words: int = 5, starts: int | None = 8, weights: Mapping[str, float] | None = None):
         if decoding not in self.DECODINGS:
             raise ValueError(f"decoding must be one of {self.DECODINGS}, got {decoding!r}")
         for value, name in ((max_answer_tokens, "max_answer_tokens"), (sentences, "sentences"),
                             (max_answer_words, "max_answer_words")):
             _check_positive(value, name)
+        if starts is not None:
+            _check_positive(starts, "starts")
         self.weights = _check_weights(SPAN_WEIGHTS if weights is None else weights)
         self.generator, self.style, self.shots, self.budget = generator, style, list(shots), budget
         self.with_title, self.max_new_tokens = with_title, max_new_tokens
         self.decoding, self.max_answer_tokens = decoding, max_answer_tokens
-        self.sentences, self.max_answer_words = sentences, max_answer_words
+        self.sentences, self.max_answer_words, self.starts = sentences, max_answer_words, starts
 
     def prompt(self, question: str, passages: Sequence | None) -> Prompt:
         return make_prompt(question, passages, shots=self.shots, style=self.style, with_title=self.with_title,
@@ -742,13 +745,15 @@ class GenerativeReader:
         "passage", "features"}`` with one row of ``features`` (:data:`SPAN_FEATURES`, in that
         order) per candidate span, and the number of the first passage that contains it.
 
+        With ``starts``, only the candidates that begin with one of the ``starts`` first words
+        w of highest log p(w | q, S) are kept (one cheap pass scores the first words).
         ``lm`` = log p(a, eos | q, S) comes from :meth:`course_lib.generate.Generator.prefix_logprobs`:
         the candidates that start at one word are prefixes of the longest of them, so one pass
         over it scores them all (the few-shot turns are read once for all questions);
         ``sentence`` is the rank (0 = best) of the sentence the span comes from; the others
         are :func:`span_features`."""
         _check_queries(questions, "questions")
-        tables, texts, ends, owners = [], [], [], []
+        tables = []
         for question, passages in zip(questions, passage_lists):
             chosen = best_sentences(question, passages, self.sentences)
             prompt = make_prompt(question, [text for _, text in chosen], shots=self.shots, style=self.style,
@@ -761,24 +766,43 @@ class GenerativeReader:
                     spans.append(span)
                     rows.append({**span_features(question, text, first, last), "sentence": float(rank)})
                     groups.setdefault((rank, first), []).append(len(spans) - 1)
-            for members in groups.values():
-                longest = max((spans[m] for m in members), key=len)
-                texts.append(longest)
-                ends.append([len(spans[m]) for m in members])
-                owners.append((len(tables), members))
-            passage = [next(n for n, p in enumerate(passages, start=1) if span in passage_text(p, False))
-                       for span in spans]
-            tables.append({"prompt": prompt, "spans": spans, "passage": passage, "rows": rows})
+            tables.append({"prompt": prompt, "spans": spans, "rows": rows, "groups": list(groups.values())})
+        if self.starts is not None:
+            self._keep_starts(tables)
+        texts, ends, owners = [], [], []
+        for i, table in enumerate(tables):
+            for members in table.pop("groups"):
+                texts.append(max((table["spans"][m] for m in members), key=len))
+                ends.append([len(table["spans"][m]) for m in members])
+                owners.append((i, members))
         scores = self.generator.prefix_logprobs([tables[i]["prompt"] for i, _ in owners], texts, ends) \
             if texts else []
         for (i, members), values in zip(owners, scores):
             for m, value in zip(members, values):
                 tables[i]["rows"][m]["lm"] = float(value)
-        for table in tables:
-            rows = table.pop("rows")
-            table["features"] = np.array([[row[name] for name in SPAN_FEATURES] for row in rows]).reshape(
-                len(rows), len(SPAN_FEATURES))
+        for table, passages in zip(tables, passage_lists):
+            kept = [m for m, row in enumerate(table["rows"]) if "lm" in row]
+            table["spans"] = [table["spans"][m] for m in kept]
+            table["features"] = np.array([[table["rows"][m][name] for name in SPAN_FEATURES] for m in kept]).reshape(
+                len(kept), len(SPAN_FEATURES))
+            del table["rows"]
+            table["passage"] = [next(n for n, p in enumerate(passages, start=1) if span in passage_text(p, False))
+                                for span in table["spans"]]
         return tables
+
+    def _keep_starts(self, tables: list[dict]) -> None:
+        """Keep, in each table, the groups of candidates whose first word is one of the ``starts``
+        first words w of highest log p(w | q, S) (ties: the earlier word)."""
+        firsts = [(i, w) for i, t in enumerate(tables)
+                  for w in distinct(t["spans"][members[0]].split()[0] for members in t["groups"])]
+        scores = self.generator.logprob([tables[i]["prompt"] for i, _ in firsts], [w for _, w in firsts]) \
+            if firsts else []
+        ranked: dict[int, list[tuple[float, int, str]]] = {}
+        for n, ((i, w), score) in enumerate(zip(firsts, scores)):
+            ranked.setdefault(i, []).append((-float(score), n, w))
+        for i, table in enumerate(tables):
+            keep = {w for _, _, w in sorted(ranked.get(i, []))[:self.starts]}
+            table["groups"] = [members for members in table["groups"] if table["spans"][members[0]].split()[0] in keep]
 
     def _rank_spans(self, questions: list[str], passage_lists: list) -> list[dict]:
         """The ``"ranked"`` decoding: the candidate with the highest ``w . x`` (:meth:`span_table`)."""

@@ -223,7 +223,8 @@ def test_ranked_answer_is_the_best_scored_span_of_the_passages(tiny_generator, p
     w . x with x's lm the full-pass log-probability, no candidate scores higher, and it cites the
     first passage that contains it."""
     weights = dict(zip(rag.SPAN_FEATURES, weights))
-    reader = rag.GenerativeReader(tiny_generator, decoding="ranked", max_answer_words=3, weights=weights)
+    reader = rag.GenerativeReader(tiny_generator, decoding="ranked", max_answer_words=3, starts=None,
+                                  weights=weights)
     chunks = [{"chunk_id": f"c{i}", "doc_id": f"d{i}", "title": "", "text": p} for i, p in enumerate(passages)]
     result = reader.read(question, chunks)
     chosen = rag.best_sentences(question, chunks, reader.sentences)
@@ -242,6 +243,23 @@ def test_ranked_answer_is_the_best_scored_span_of_the_passages(tiny_generator, p
     [n] = result["cited"]
     assert result["answer"] in passages[n - 1] and not any(result["answer"] in p for p in passages[:n - 1])
     assert result["doc_ids"] == [f"d{n - 1}"]
+
+
+def test_ranked_reader_keeps_the_candidates_of_the_likeliest_first_words(tiny_generator):
+    """starts=2: the kept spans begin with the two first words of highest log p(w | q, S) (the oracle
+    scores each first word alone), and they are all the candidates that begin so."""
+    text = "Thomas Telford built the bridge in 1820 near Bristol. Masons from Bath finished the church in 1741."
+    chunks = [{"doc_id": "d", "title": "", "text": text}]
+    question = "Who built the bridge?"
+    every = rag.GenerativeReader(tiny_generator, sentences=2, max_answer_words=3, starts=None)
+    pruned = rag.GenerativeReader(tiny_generator, sentences=2, max_answer_words=3, starts=2)
+    [all_spans] = every.span_table([question], [chunks])
+    [kept] = pruned.span_table([question], [chunks])
+    prompt = pruned.read(question, chunks)["prompt"]
+    firsts = list(dict.fromkeys(a.split()[0] for a in all_spans["spans"]))
+    best = sorted(firsts, key=lambda w: -tiny_generator.logprob(prompt, [w])[0])[:2]
+    assert kept["spans"] == [a for a in all_spans["spans"] if a.split()[0] in best]
+    assert kept["features"] == pytest.approx(all_spans["features"][[all_spans["spans"].index(a) for a in kept["spans"]]])
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -302,10 +320,11 @@ def test_fit_span_weights_learns_the_deciding_feature_and_the_reader_uses_them(t
     questions = ["When was the bridge over the river built?", "When was the old church finished?"] * 3
     passages = [[{"doc_id": "d", "title": "", "text": text}]] * 6
     references = [["1820"], ["1741"]] * 3
-    reader = rag.GenerativeReader(tiny_generator, decoding="ranked", sentences=2, max_answer_words=3)
+    reader = rag.GenerativeReader(tiny_generator, decoding="ranked", sentences=2, max_answer_words=3, starts=None)
     weights = rag.fit_span_weights(reader, questions, passages, references)
     assert set(weights) == set(rag.SPAN_FEATURES) and weights["type"] > 0
-    fitted = rag.GenerativeReader(tiny_generator, decoding="ranked", sentences=2, max_answer_words=3, weights=weights)
+    fitted = rag.GenerativeReader(tiny_generator, decoding="ranked", sentences=2, max_answer_words=3, starts=None,
+                                  weights=weights)
     assert [r["answer"] for r in fitted.read_batch(questions[:2], passages[:2])] == ["1820", "1741"]
     with pytest.raises(ValueError, match="both labels"):
         rag.fit_span_weights(reader, questions[:1], passages[:1], [["not in the text"]])

@@ -341,12 +341,12 @@ class Generator:
                     stop[0] = float(first[end])
                 results.append((lp, stop))
             rows = 4 * self.batch_size
-            fed = len if end is not None else (lambda t: len(t) - 1)   # the last token is read only for the end
-            for start in range(0, len(members), rows):
-                chunk = members[start:start + rows]
-                if max(fed(t) for _, t in chunk) > 0:
-                    self._score_rest(context, chunk, prompt_cache, start + rows >= len(members), end,
-                                     results[start:start + rows])
+            # a one-token continuation without its end is scored already: only the others read on
+            rest = [r for r, (_, t) in enumerate(members) if end is not None or len(t) > 1]
+            for start in range(0, len(rest), rows):
+                chunk = rest[start:start + rows]
+                self._score_rest(context, [members[r] for r in chunk], prompt_cache, start + rows >= len(rest), end,
+                                 [results[r] for r in chunk])
             return results
 
     def _score_rest(self, context: tuple, members: list[tuple[int, list[int]]], prompt_cache, last: bool,

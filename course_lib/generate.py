@@ -277,7 +277,8 @@ class Generator:
                              f"got {len(prompts)} and {len(continuations)}")
         return list(prompts)
 
-    def _token_logprobs(self, prompts: list, tokens: list[list[int]], eos: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    def _token_logprobs(self, prompts: list, tokens: list[list[int]],
+                        eos: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """For each (prompt, tokens x_1..x_n): ``lp[t] = log p(x_{t+1} | prompt; x_<=t)`` and, with
         ``eos``, ``stop[t] = log p(eos | prompt; x_<=t)`` for t = 0..n (the end after each prefix)."""
         groups: dict[tuple, list[tuple[int, list[int]]]] = {}

@@ -259,7 +259,8 @@ def test_ranked_reader_keeps_the_candidates_of_the_likeliest_first_words(tiny_ge
     firsts = list(dict.fromkeys(a.split()[0] for a in all_spans["spans"]))
     best = sorted(firsts, key=lambda w: -tiny_generator.logprob(prompt, [w])[0])[:2]
     assert kept["spans"] == [a for a in all_spans["spans"] if a.split()[0] in best]
-    assert kept["features"] == pytest.approx(all_spans["features"][[all_spans["spans"].index(a) for a in kept["spans"]]])
+    rows = [all_spans["spans"].index(a) for a in kept["spans"]]
+    assert kept["features"] == pytest.approx(all_spans["features"][rows])
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

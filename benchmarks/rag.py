@@ -14,10 +14,15 @@ paragraph.  Printed, in one run:
 Readers (``--readers``): ``free`` is the zero-shot reader the chapter started from;
 ``shots`` adds worked examples from the bundled QA training split; ``spans`` also
 constrains decoding to spans of the passages (``course_lib.generate.SpanConstraint``);
-``ranked`` (with the same shots) scores candidate spans of the sentences closest to the
-question by log p(answer, eos | question, sentences) (``GenerativeReader(decoding="ranked")``).
+``likelihood`` (with the same shots) ranks the candidate spans of the sentences closest to
+the question by log p(answer, eos | question, sentences) alone; ``ranked`` ranks them by
+w . x, the likelihood and the span features with the weights ``rag.SPAN_WEIGHTS``
+(``GenerativeReader(decoding="ranked")``), or with weights fitted here by
+``rag.fit_span_weights`` on ``--fit`` questions of the bundled training split (BM25 top k
+over the bundled chunks; never on the dev questions): the printed weights are how
+``rag.SPAN_WEIGHTS`` was made.
 
-    .venv/bin/python benchmarks/rag.py [--articles 4] [--questions 100] [--k 3] [--readers free,shots,spans,ranked]
+    .venv/bin/python benchmarks/rag.py [--articles 4] [--questions 100] [--k 3] [--readers free,ranked] [--fit 0]
 
 The dev set is read from ``$QAIR_SHARED/data/squad`` (default: ``../shared`` beside the checkout).
 
@@ -34,7 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = Path(os.environ.get("QAIR_SHARED", ROOT.parent / "shared")) / "data" / "squad" / "dev-v1.1.json.zip"
-READERS = ("free", "shots", "spans", "ranked")
+READERS = ("free", "shots", "spans", "likelihood", "ranked")
 
 
 def sample(rows: list[dict], n_articles: int, n_questions: int, seed: int):
@@ -66,6 +71,8 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=2, help="worked examples of the few-shot readers")
     parser.add_argument("--readers", default=",".join(READERS), help=f"comma-separated, from {READERS}")
     parser.add_argument("--retrievers", default="BM25,dense,hybrid", help="comma-separated: BM25, dense, hybrid")
+    parser.add_argument("--fit", type=int, default=0,
+                        help="bundled training questions to fit the ranked reader's weights on (0: rag.SPAN_WEIGHTS)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the generator")
     options = parser.parse_args()
@@ -104,10 +111,26 @@ def main() -> None:
 
     generator = Generator(max_new_tokens=16, threads=options.threads)
     shots = rag.training_shots(options.shots)
+    weights = rag.SPAN_WEIGHTS
+    if options.fit:
+        from course_lib import data
+
+        start = time.perf_counter()
+        train = data.load_squad_like()["train"]
+        picked = np.linspace(0, len(train) - 1, min(options.fit, len(train))).round().astype(int).tolist()
+        fit_questions = [train[i]["question"] for i in picked]
+        bundled = rag.BM25Retriever(rag.chunk_corpus(data.load_corpus(), 64, 16))
+        weights = rag.fit_span_weights(rag.GenerativeReader(generator, shots=shots), fit_questions,
+                                       bundled.retrieve_batch(fit_questions, options.k),
+                                       [train[i]["answers"]["text"] for i in picked])
+        print(f"\nweights fitted on {len(picked)} bundled training questions in {time.perf_counter() - start:.0f} s:")
+    print("ranked reader's weights: {" + ", ".join(f"{n!r}: {w:.4g}" for n, w in weights.items()) + "}")
+    likelihood = {name: float(name == "lm") for name in rag.SPAN_FEATURES}
     reader_of = {"free": rag.GenerativeReader(generator, decoding="free"),
                  "shots": rag.GenerativeReader(generator, shots=shots, decoding="free"),
                  "spans": rag.GenerativeReader(generator, shots=shots, decoding="spans"),
-                 "ranked": rag.GenerativeReader(generator, shots=shots, decoding="ranked")}
+                 "likelihood": rag.GenerativeReader(generator, shots=shots, weights=likelihood),
+                 "ranked": rag.GenerativeReader(generator, shots=shots, weights=weights)}
     conditions = {"closed-book": [None] * len(qs), "gold paragraph": [[by_id[g]] for g in gold]}
     conditions.update({f"{name} top {options.k}": [ps[:options.k] for ps in lists] for name, lists in found.items()})
 
@@ -117,7 +140,7 @@ def main() -> None:
     for reader_name in readers:
         reader = reader_of[reader_name]
         for condition, passage_lists in conditions.items():
-            if reader_name in ("spans", "ranked") and condition == "closed-book":
+            if reader_name in ("spans", "likelihood", "ranked") and condition == "closed-book":
                 continue  # no passages, nothing to constrain: the same answers as "shots"
             start = time.perf_counter()
             results = reader.read_batch(questions, passage_lists)
@@ -129,7 +152,7 @@ def main() -> None:
             if condition != "closed-book":
                 inside = f"{np.mean([bool(a) and any(a in p['text'] for p in ps) for a, ps in zip(answers, passage_lists)]):.2f}"
                 cited = [(r["doc_ids"][0], g) for r, g in zip(results, gold) if r["doc_ids"]]
-                precision = f"{np.mean([d == g for d, g in cited]):.2f}" if cited else "-"
+                precision = f"{np.mean([d == g for d, g in cited]):.2f} of {len(cited)}" if cited else "none"
             print(f"{reader_name:<7}{condition:<18}{em:7.1f}{f1:7.1f}{inside:>12}{precision:>12}{seconds:10.2f}",
                   flush=True)
 

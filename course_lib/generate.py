@@ -213,29 +213,94 @@ class Generator:
         """
         if isinstance(continuations, str):
             raise TypeError("continuations must be a list of str")
+        prompts = self._pair_prompts(prompts, continuations)
+        for cont in continuations:
+            if not isinstance(cont, str) or not cont:
+                raise ValueError(f"every continuation must be a non-empty str, got {cont!r}")
+        tokens = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        scores = np.zeros(len(continuations))
+        for i, (lp, eos) in enumerate(self._token_logprobs(prompts, tokens, eos=stop)):
+            value = lp.sum() + (eos[-1] if stop else 0.0)
+            scores[i] = value / (len(lp) + stop) if per_token else value
+        return scores
+
+    def prefix_logprobs(self, prompts, continuations, ends) -> list[np.ndarray]:
+        """Every listed prefix of each continuation scored as a whole answer, in one pass over it:
+        ``out[i][j] = log p(c[:e], eos | prompt) = sum_{t <= n} log p(x_t | prompt; x_<t)
+        + log p(eos | prompt; x_1..x_n)`` for ``c = continuations[i]``, ``e = ends[i][j]`` (a
+        character offset, 0 < e <= len(c)) and ``x_1..x_n`` the tokens of ``c[:e]``.
+
+        The model reads ``c`` once; the score of a prefix is read off at the token where it
+        ends, when the tokens of ``c[:e]`` are the first tokens of ``c`` (a word-level split,
+        as at word ends); otherwise ``c[:e]`` is scored on its own.  Either way the result
+        equals :meth:`logprob` of ``c[:e]`` with ``stop=True``.  This is how a reader scores
+        all the answers that start at one word, of every length, for the price of the longest.
+        """
+        if isinstance(continuations, str):
+            raise TypeError("continuations must be a list of str")
+        prompts = self._pair_prompts(prompts, continuations)
+        if isinstance(ends, (str, Mapping)) or len(ends) != len(continuations):
+            raise ValueError(f"ends must hold one list of offsets per continuation ({len(continuations)})")
+        jobs, reads = [], []   # reads[i][j] = (job, number of its tokens) for ends[i][j]
+        for i, (prompt, cont, cuts) in enumerate(zip(prompts, continuations, ends)):
+            if not isinstance(cont, str) or not cont:
+                raise ValueError(f"every continuation must be a non-empty str, got {cont!r}")
+            cuts = [int(e) for e in cuts]
+            if any(not 0 < e <= len(cont) for e in cuts):
+                raise ValueError(f"ends[{i}] must be offsets in 1..{len(cont)}, got {cuts}")
+            ids = self.tokenizer(cont, add_special_tokens=False)["input_ids"]
+            whole = len(jobs)
+            jobs.append((prompt, ids))
+            row = []
+            for e, own in zip(cuts, self.tokenizer([cont[:e] for e in cuts], add_special_tokens=False)["input_ids"]):
+                if own == ids[:len(own)]:
+                    row.append((whole, len(own)))
+                else:   # the tokenizer splits c[:e] otherwise than c: score it on its own
+                    jobs.append((prompt, own))
+                    row.append((len(jobs) - 1, len(own)))
+            reads.append(row)
+        scored = self._token_logprobs([p for p, _ in jobs], [t for _, t in jobs], eos=True)
+        out = []
+        for row in reads:
+            values = []
+            for job, n in row:
+                lp, eos = scored[job]
+                values.append(float(lp[:n].sum() + eos[n]))
+            out.append(np.array(values))
+        return out
+
+    def _pair_prompts(self, prompts, continuations) -> list:
         if isinstance(prompts, str) or hasattr(prompts, "messages") or _is_messages(prompts):
             prompts = [prompts] * len(continuations)
         if len(prompts) != len(continuations):
             raise ValueError("prompts and continuations must have one length, "
                              f"got {len(prompts)} and {len(continuations)}")
+        return list(prompts)
+
+    def _token_logprobs(self, prompts: list, tokens: list[list[int]],
+                        eos: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """For each (prompt, tokens x_1..x_n): ``lp[t] = log p(x_{t+1} | prompt; x_<=t)`` and, with
+        ``eos``, ``stop[t] = log p(eos | prompt; x_<=t)`` for t = 0..n (the end after each prefix)."""
         groups: dict[tuple, list[tuple[int, list[int]]]] = {}
-        end = [self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self._stop_ids()[0]] \
-            if stop else []
-        for i, (prompt, cont) in enumerate(zip(prompts, continuations)):
-            if not isinstance(cont, str) or not cont:
-                raise ValueError(f"every continuation must be a non-empty str, got {cont!r}")
+        for i, (prompt, ids) in enumerate(zip(prompts, tokens)):
             context = tuple(self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"])
             if not context:
                 raise ValueError(f"prompts[{i}] is empty: a continuation needs a context")
-            tokens = self.tokenizer(cont, add_special_tokens=False)["input_ids"] + end
-            groups.setdefault(context, []).append((i, tokens))
-        scores = np.zeros(len(continuations))
+            if not ids:
+                raise ValueError(f"continuation {i} has no tokens")
+            groups.setdefault(context, []).append((i, list(ids)))
+        end = self._end_id() if eos else None
+        results: list = [None] * len(tokens)
         with self._threads():
             prefix, cache = self._shared_prefix(list(groups))
             for context, members in groups.items():
-                for (i, tokens), value in zip(members, self._score_group(context, members, prefix, cache)):
-                    scores[i] = value / len(tokens) if per_token else value
-        return scores
+                for (i, _), value in zip(members, self._score_group(context, members, prefix, cache, end)):
+                    results[i] = value
+        return results
+
+    def _end_id(self) -> int:
+        """The token that ends the model's turn (what ``stop=True`` scores after an answer)."""
+        return self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self._stop_ids()[0]
 
     def _shared_prefix(self, contexts: list[tuple]):
         """The tokens every context starts with (each keeps one of its own) and their cache."""
@@ -250,10 +315,12 @@ class Generator:
             ids = torch.tensor([contexts[0][:n]], device=self.device)
             return n, _cache_of(self.model(input_ids=ids, use_cache=True))
 
-    def _score_group(self, context: tuple, members: list[tuple[int, list[int]]], n_prefix: int, prefix_cache):
-        """Log-probabilities of one prompt's continuations: the prompt's own tokens on top of the
-        shared cache, then the continuations in right-padded batches of ``4 * batch_size`` (each
-        batch holds a copy of the prompt's cache per row: the batch size bounds the memory)."""
+    def _score_group(self, context: tuple, members: list[tuple[int, list[int]]], n_prefix: int, prefix_cache,
+                     end: int | None):
+        """Token log-probabilities of one prompt's continuations (see :meth:`_token_logprobs`): the
+        prompt's own tokens on top of the shared cache, then the continuations in right-padded
+        batches of ``4 * batch_size`` (each batch holds a copy of the prompt's cache per row: the
+        batch size bounds the memory)."""
         import copy
 
         import torch
@@ -265,18 +332,27 @@ class Generator:
             out = self.model(input_ids=own, position_ids=positions, use_cache=True, **self._cache_argument(cache))
             first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
             prompt_cache = _cache_of(out)
-            results = [float(first[t[0]]) for _, t in members]
+            results = []
+            for _, t in members:
+                lp = np.zeros(len(t))
+                lp[0] = float(first[t[0]])
+                stop = None
+                if end is not None:
+                    stop = np.zeros(len(t) + 1)
+                    stop[0] = float(first[end])
+                results.append((lp, stop))
             rows = 4 * self.batch_size
-            for start in range(0, len(members), rows):
-                chunk = members[start:start + rows]
-                if max(len(t) for _, t in chunk) > 1:
-                    extra = self._score_rest(context, chunk, prompt_cache, last=start + rows >= len(members))
-                    for r, value in enumerate(extra):
-                        results[start + r] += value
+            # a one-token continuation without its end is scored already: only the others read on
+            rest = [r for r, (_, t) in enumerate(members) if end is not None or len(t) > 1]
+            for start in range(0, len(rest), rows):
+                chunk = rest[start:start + rows]
+                self._score_rest(context, [members[r] for r in chunk], prompt_cache, start + rows >= len(rest), end,
+                                 [results[r] for r in chunk])
             return results
 
-    def _score_rest(self, context: tuple, members: list[tuple[int, list[int]]], prompt_cache, last: bool):
-        """sum_{i>=2} log p(x_i | prompt; x_<i) for each continuation, one right-padded batch on
+    def _score_rest(self, context: tuple, members: list[tuple[int, list[int]]], prompt_cache, last: bool,
+                    end: int | None, results: list) -> None:
+        """Fill in ``lp[1:]`` (and ``stop[1:]``) of each continuation: one right-padded batch on
         copies of the prompt's cache (the last batch may use the cache itself)."""
         import copy
 
@@ -284,25 +360,27 @@ class Generator:
 
         with torch.inference_mode():
             cache = prompt_cache if last else copy.deepcopy(prompt_cache)
-            longest = max(len(t) for _, t in members)
-            results = [0.0] * len(members)
+            lengths = [len(t) if end is not None else len(t) - 1 for _, t in members]
+            longest = max(lengths)
             cache.batch_repeat_interleave(len(members))
-            pad = self.tokenizer.pad_token_id
-            ids = torch.full((len(members), longest - 1), pad, dtype=torch.long)
+            ids = torch.full((len(members), longest), self.tokenizer.pad_token_id, dtype=torch.long)
             for r, (_, t) in enumerate(members):
-                ids[r, :len(t) - 1] = torch.tensor(t[:-1])
-            mask = torch.ones((len(members), len(context) + longest - 1), dtype=torch.long)
-            for r, (_, t) in enumerate(members):
-                mask[r, len(context) + len(t) - 1:] = 0  # right padding: never attended by the real tokens
-            positions = torch.arange(len(context), len(context) + longest - 1, device=self.device)
+                ids[r, :lengths[r]] = torch.tensor(t[:lengths[r]])
+            mask = torch.ones((len(members), len(context) + longest), dtype=torch.long)
+            for r in range(len(members)):
+                mask[r, len(context) + lengths[r]:] = 0  # right padding: never attended by the real tokens
+            positions = torch.arange(len(context), len(context) + longest, device=self.device)
             logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                 position_ids=positions[None].expand(len(members), -1), use_cache=True,
                                 **self._cache_argument(cache)).logits
             logp = torch.log_softmax(logits.float(), dim=-1)
             for r, (_, t) in enumerate(members):
-                rest = torch.tensor(t[1:], device=logp.device)
-                results[r] += float(logp[r, :len(t) - 1].gather(1, rest[:, None]).sum())
-            return results
+                lp, stop = results[r]
+                if len(t) > 1:
+                    rest = torch.tensor(t[1:], device=logp.device)
+                    lp[1:] = logp[r, :len(t) - 1].gather(1, rest[:, None])[:, 0].cpu().numpy()
+                if end is not None:
+                    stop[1:] = logp[r, :len(t), end].cpu().numpy()
 
     def _cache_argument(self, cache) -> dict:
         """The key-value cache keyword: ``cache`` in recent transformers, ``past_key_values`` before."""

@@ -548,13 +548,19 @@ def answer_candidates(question: str, text: str, max_words: int = 5) -> list[str]
     without the punctuation at its edges, whose first and last words are not stop words and
     that says something the question does not (a content word outside the question).
     Each candidate once, in order of first appearance."""
+    return [span for span, _, _ in candidate_spans(question, text, max_words)]
+
+
+def candidate_spans(question: str, text: str, max_words: int = 5) -> list[tuple[str, int, int]]:
+    """:func:`answer_candidates` with where each first occurs: ``(span, first word, last word)``,
+    word numbers counted in ``text.split()`` from 0."""
     _check_text(question, "question")
     _check_text(text, "text")
     _check_positive(max_words, "max_words")
     asked = set(tokenize(question, stopwords=STOP_WORDS))
     matches = list(WORD.finditer(text))
     words = [m.group().strip(EDGE_PUNCTUATION) for m in matches]
-    found = []
+    found: dict[str, tuple[str, int, int]] = {}
     for i in range(len(words)):
         for j in range(i, min(i + max_words, len(words))):
             first, last = words[i], words[j]
@@ -562,9 +568,88 @@ def answer_candidates(question: str, text: str, max_words: int = 5) -> list[str]
                 continue
             raw = text[matches[i].start():matches[j].end()]
             span = raw[raw.index(first):len(raw) - raw[::-1].index(last[::-1])]
-            if set(tokenize(span, stopwords=STOP_WORDS)) - asked:
-                found.append(span)
-    return distinct(found)
+            if span not in found and set(tokenize(span, stopwords=STOP_WORDS)) - asked:
+                found[span] = (span, i, j)
+    return list(found.values())
+
+
+# =========================================================================== span features
+ANSWER_TYPES = ("date", "number", "person", "place", "other")
+_TYPE_PATTERNS = (
+    ("date", re.compile(r"\b(when|what (year|century|decade|date|day|month|time|period|era)|which (year|century|decade)"
+                        r"|how long ago)\b")),
+    ("number", re.compile(r"\bhow (many|much|long|old|far|large|big|tall|high|deep|wide|often)\b"
+                          r"|\bwhat (percentage|percent|proportion|number|amount|size|length|fraction)\b")),
+    ("person", re.compile(r"\b(who|whom|whose)\b")),
+    ("place", re.compile(r"\bwhere\b|\b(what|which) (city|country|state|place|region|town|continent|river)\b")),
+)
+MONTHS = frozenset("january february march april may june july august september october november december".split())
+NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
+                         "sixty seventy eighty ninety hundred hundreds thousand thousands million millions billion "
+                         "dozen half once twice".split())
+SPAN_FEATURES = ("lm", "words", "distance", "window", "echo", "type", "untyped", "comma", "sentence")
+WINDOW = 5
+# fitted by fit_span_weights with the cpu profile's generator (SmolLM2-135M-Instruct) and the reader's defaults, on
+# 80 questions of the bundled training split (evenly spaced) with their BM25 top 3 chunks of the bundled collection
+# (the fit benchmarks/rag.py --fit 80 runs); on those questions (in sample): EM 13.8 / F1 17.2 ranking by the
+# likelihood alone, EM 43.8 / F1 54.8 with these weights
+# On SQuAD dev (benchmarks/rag.py's sample, seed 0, 4 articles, 30 questions, BM25 top 3): EM 16.7 / F1 19.6 by
+# the likelihood alone, EM 40.0 / F1 45.9 with these weights.
+SPAN_WEIGHTS = {"lm": 0.1695, "words": 0.0429, "distance": -1.265, "window": -0.9271, "echo": -1.2549, "type": 1.2749,
+                "untyped": -1.5032, "comma": -0.2009, "sentence": -2.4717}
+
+
+def answer_type(question: str) -> str:
+    """What kind of answer the question asks for (chapter 4), from its wh-words: ``"date"``
+    (when, what year ...), ``"number"`` (how many/much/long ...), ``"person"`` (who),
+    ``"place"`` (where, which city ...), else ``"other"``; the first rule that matches wins."""
+    _check_text(question, "question")
+    lowered = question.lower()
+    return next((kind for kind, pattern in _TYPE_PATTERNS if pattern.search(lowered)), "other")
+
+
+def span_features(question: str, sentence: str, first: int, last: int) -> dict[str, float]:
+    """The surface features of the candidate answer made of words ``first..last`` of
+    ``sentence.split()`` (chapter 4; the classic features of SQuAD's logistic-regression
+    baseline, cut down).  With Q the question's stemmed content words:
+
+    * ``words``: the span's length in words;
+    * ``distance``: log(1 + d), d the number of words between the span and the nearest
+      word of Q outside it in the sentence (d = len(sentence) when there is none);
+    * ``window``: the share of Q found within :data:`WINDOW` words left or right of the span;
+    * ``echo``: the share of the span's words that are in Q (an answer rarely repeats the question);
+    * ``type``: 1 when the span has the shape :func:`answer_type` asks for: a year, a month
+      or a number for "date", a number (digits or a number word) for "number", every word
+      capitalised for "person" and "place"; else 0 ("other" is never typed);
+    * ``untyped``: 1 when a "date" or "number" question gets a span without any number;
+    * ``comma``: 1 when the span holds a comma (a list, or two clauses).
+    """
+    _check_text(question, "question")
+    _check_text(sentence, "sentence")
+    words = [w.strip(EDGE_PUNCTUATION) for w in sentence.split()]
+    if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last < len(words)):
+        raise ValueError(f"first and last must be word numbers with 0 <= first <= last < {len(words)}, "
+                         f"got {first!r} and {last!r}")
+    asked = set(tokenize(question, stopwords=STOP_WORDS, stem=True))
+    stems = [set(tokenize(w, stopwords=STOP_WORDS, stem=True)) for w in words]
+    outside = [i for i, stem in enumerate(stems) if stem & asked and not first <= i <= last]
+    d = min((first - i if i < first else i - last) for i in outside) if outside else len(words)
+    near = set().union(*(stems[i] for i in range(max(0, first - WINDOW), min(len(words), last + WINDOW + 1))
+                         if not first <= i <= last))
+    span = words[first:last + 1]
+    kind = answer_type(question)
+    digits = any(any(ch.isdigit() for ch in w) for w in span)
+    number = digits or any(w.lower() in NUMBER_WORDS for w in span)
+    capitals = all(w[:1].isupper() or w.lower() in STOP_WORDS for w in span) and span[0][:1].isupper()
+    typed = {"date": number or any(w.lower() in MONTHS for w in span), "number": number,
+             "person": capitals, "place": capitals, "other": False}[kind]
+    return {"words": float(len(span)),
+            "distance": math.log1p(d),
+            "window": len(near & asked) / len(asked) if asked else 0.0,
+            "echo": sum(bool(stem & asked) for stem in stems[first:last + 1]) / len(span),
+            "type": float(typed),
+            "untyped": float(kind in ("date", "number") and not number and not typed),
+            "comma": float("," in " ".join(sentence.split()[first:last + 1]).strip(EDGE_PUNCTUATION))}
 
 
 # =========================================================================== readers
@@ -583,14 +668,19 @@ class GenerativeReader:
     * ``"free"``: greedy generation, the answer cleaned of labels and citation markers;
     * ``"spans"``: greedy decoding under a :class:`course_lib.generate.SpanConstraint`: a
       span of at most ``max_answer_tokens`` tokens of one passage, whole words;
-    * ``"ranked"``: the reader as a ranker of spans.  The ``sentences`` sentences that share
-      most words with the question (:func:`best_sentences`) make the prompt; the
-      :func:`answer_candidates` spans of them (up to ``max_answer_words`` words) are the
-      answers it may give.  The model first scores where an answer starts, keeping the
-      ``starts`` first words w with the highest log p(w | question, sentences), then scores
-      every candidate that starts there as a whole answer; the most likely one wins::
+    * ``"ranked"``: the reader as a ranker of spans, by features and the model's likelihood.
+      The ``sentences`` sentences that share most words with the question
+      (:func:`best_sentences`) make the prompt; the :func:`candidate_spans` of them (up to
+      ``max_answer_words`` words) are the answers it may give, those that begin with one of
+      the ``starts`` likeliest first words (None: all).  Each candidate a gets the
+      features x(a) of :data:`SPAN_FEATURES` (:meth:`span_table`): the model's
+      log p(a, eos | question, sentences), and surface features of the span (answer type,
+      distance to the question's words, ...).  The answer is the highest-scoring one::
 
-          answer = argmax_{a in candidates, first word in the kept starts} log p(a, eos | question, sentences)
+          answer = argmax_{a in candidates} w . x(a)
+
+      with the weights ``weights`` (default :data:`SPAN_WEIGHTS`, fitted by
+      :func:`fit_span_weights` on the bundled training questions).
 
     A span answer cites the first (best-ranked) passage that contains it.
     """
@@ -599,13 +689,16 @@ class GenerativeReader:
 
     def __init__(self, generator, *, style: str = SHORT_ANSWER, shots: Sequence[Mapping] = (),
                  budget: int | None = None, with_title: bool = True, max_new_tokens: int | None = None,
-                 decoding: str = "ranked", max_answer_tokens: int = 12, sentences: int = 2,
-                 max_answer_words: int = 5, starts: int = 4):
+                 decoding: str = "ranked", max_answer_tokens: int = 12, sentences: int = 3,
+                 max_answer_words: int = 6, starts: int | None = 8, weights: Mapping[str, float] | None = None):
         if decoding not in self.DECODINGS:
             raise ValueError(f"decoding must be one of {self.DECODINGS}, got {decoding!r}")
         for value, name in ((max_answer_tokens, "max_answer_tokens"), (sentences, "sentences"),
-                            (max_answer_words, "max_answer_words"), (starts, "starts")):
+                            (max_answer_words, "max_answer_words")):
             _check_positive(value, name)
+        if starts is not None:
+            _check_positive(starts, "starts")
+        self.weights = _check_weights(SPAN_WEIGHTS if weights is None else weights)
         self.generator, self.style, self.shots, self.budget = generator, style, list(shots), budget
         self.with_title, self.max_new_tokens = with_title, max_new_tokens
         self.decoding, self.max_answer_tokens = decoding, max_answer_tokens
@@ -651,43 +744,133 @@ class GenerativeReader:
                           "prompt": prompt}
         return [results[i] for i in range(len(questions))]
 
-    def _rank_spans(self, questions: list[str], passage_lists: list) -> list[dict]:
-        """The ``"ranked"`` decoding: two :meth:`course_lib.generate.Generator.logprob` calls
-        (the first words, then the kept candidates) for all questions at once (the few-shot
-        turns are read once)."""
-        prompts, candidates = [], []
+    def span_table(self, questions: Sequence[str], passage_lists: Sequence) -> list[dict]:
+        """What the ``"ranked"`` decoding decides from, per question: ``{"prompt", "spans",
+        "passage", "features"}`` with one row of ``features`` (:data:`SPAN_FEATURES`, in that
+        order) per candidate span, and the number of the first passage that contains it.
+
+        With ``starts``, only the candidates that begin with one of the ``starts`` first words
+        w of highest log p(w | q, S) are kept (one cheap pass scores the first words).
+        ``lm`` = log p(a, eos | q, S) comes from :meth:`course_lib.generate.Generator.prefix_logprobs`:
+        the candidates that start at one word are prefixes of the longest of them, so one pass
+        over it scores them all (the few-shot turns are read once for all questions);
+        ``sentence`` is the rank (0 = best) of the sentence the span comes from; the others
+        are :func:`span_features`."""
+        _check_queries(questions, "questions")
+        tables = []
         for question, passages in zip(questions, passage_lists):
             chosen = best_sentences(question, passages, self.sentences)
-            prompts.append(make_prompt(question, [text for _, text in chosen], shots=self.shots, style=self.style,
-                                       with_title=False))
-            candidates.append(distinct(a for _, text in chosen
-                                       for a in answer_candidates(question, text, self.max_answer_words)))
-        firsts = [(i, w) for i, cs in enumerate(candidates) for w in distinct(a.split()[0] for a in cs)]
-        first_scores = self.generator.logprob([prompts[i] for i, _ in firsts], [w for _, w in firsts]) \
+            prompt = make_prompt(question, [text for _, text in chosen], shots=self.shots, style=self.style,
+                                 with_title=False)
+            spans, rows, groups = [], [], {}
+            for rank, (_, text) in enumerate(chosen):
+                for span, first, last in candidate_spans(question, text, self.max_answer_words):
+                    if span in spans:
+                        continue
+                    spans.append(span)
+                    rows.append({**span_features(question, text, first, last), "sentence": float(rank)})
+                    groups.setdefault((rank, first), []).append(len(spans) - 1)
+            tables.append({"prompt": prompt, "spans": spans, "rows": rows, "groups": list(groups.values())})
+        if self.starts is not None:
+            self._keep_starts(tables)
+        texts, ends, owners = [], [], []
+        for i, table in enumerate(tables):
+            for members in table.pop("groups"):
+                texts.append(max((table["spans"][m] for m in members), key=len))
+                ends.append([len(table["spans"][m]) for m in members])
+                owners.append((i, members))
+        scores = self.generator.prefix_logprobs([tables[i]["prompt"] for i, _ in owners], texts, ends) \
+            if texts else []
+        for (i, members), values in zip(owners, scores):
+            for m, value in zip(members, values):
+                tables[i]["rows"][m]["lm"] = float(value)
+        for table, passages in zip(tables, passage_lists):
+            kept = [m for m, row in enumerate(table["rows"]) if "lm" in row]
+            table["spans"] = [table["spans"][m] for m in kept]
+            table["features"] = np.array([[table["rows"][m][name] for name in SPAN_FEATURES] for m in kept]).reshape(
+                len(kept), len(SPAN_FEATURES))
+            del table["rows"]
+            table["passage"] = [next(n for n, p in enumerate(passages, start=1) if span in passage_text(p, False))
+                                for span in table["spans"]]
+        return tables
+
+    def _keep_starts(self, tables: list[dict]) -> None:
+        """Keep, in each table, the groups of candidates whose first word is one of the ``starts``
+        first words w of highest log p(w | q, S) (ties: the earlier word)."""
+        firsts = [(i, w) for i, t in enumerate(tables)
+                  for w in distinct(t["spans"][members[0]].split()[0] for members in t["groups"])]
+        scores = self.generator.logprob([tables[i]["prompt"] for i, _ in firsts], [w for _, w in firsts]) \
             if firsts else []
-        kept: dict[int, list[tuple[float, str]]] = {}
-        for (i, w), score in zip(firsts, first_scores):
-            kept.setdefault(i, []).append((-float(score), w))
-        kept_words = {i: {w for _, w in sorted(pairs)[:self.starts]} for i, pairs in kept.items()}
-        candidates = [[a for a in cs if a.split()[0] in kept_words.get(i, ())] for i, cs in enumerate(candidates)]
-        flat = [(i, a) for i, cs in enumerate(candidates) for a in cs]
-        scores = self.generator.logprob([prompts[i] for i, _ in flat], [a for _, a in flat], stop=True) \
-            if flat else []
-        best: dict[int, tuple[float, str]] = {}
-        for (i, a), score in zip(flat, scores):
-            if i not in best or score > best[i][0]:
-                best[i] = (float(score), a)
+        ranked: dict[int, list[tuple[float, int, str]]] = {}
+        for n, ((i, w), score) in enumerate(zip(firsts, scores)):
+            ranked.setdefault(i, []).append((-float(score), n, w))
+        for i, table in enumerate(tables):
+            keep = {w for _, _, w in sorted(ranked.get(i, []))[:self.starts]}
+            table["groups"] = [members for members in table["groups"] if table["spans"][members[0]].split()[0] in keep]
+
+    def _rank_spans(self, questions: list[str], passage_lists: list) -> list[dict]:
+        """The ``"ranked"`` decoding: the candidate with the highest ``w . x`` (:meth:`span_table`)."""
+        w = np.array([self.weights[name] for name in SPAN_FEATURES])
         results = []
-        for i, (prompt, passages) in enumerate(zip(prompts, passage_lists)):
-            score, answer = best.get(i, (float("-inf"), NO_ANSWER))
-            cited = [] if i not in best else next(
-                [n] for n, p in enumerate(passages, start=1) if answer in passage_text(p, False))
-            results.append({"answer": answer, "raw": answer, "cited": cited, "doc_ids": _doc_ids(passages, cited),
-                            "prompt": prompt, "score": score, "candidates": len(candidates[i])})
+        for table, passages in zip(self.span_table(questions, passage_lists), passage_lists):
+            if not table["spans"]:
+                results.append({"answer": NO_ANSWER, "raw": NO_ANSWER, "cited": [], "doc_ids": [],
+                                "prompt": table["prompt"], "score": float("-inf"), "candidates": 0})
+                continue
+            scores = table["features"] @ w
+            best = int(np.argmax(scores))
+            cited = [table["passage"][best]]
+            results.append({"answer": table["spans"][best], "raw": table["spans"][best], "cited": cited,
+                            "doc_ids": _doc_ids(passages, cited), "prompt": table["prompt"],
+                            "score": float(scores[best]), "candidates": len(table["spans"])})
         return results
 
     def read(self, question: str, passages: Sequence | None) -> dict:
         return self.read_batch([question], [passages])[0]
+
+
+def fit_span_weights(reader: GenerativeReader, questions: Sequence[str], passage_lists: Sequence,
+                     references: Sequence[Sequence[str]], *, C: float = 1.0) -> dict[str, float]:
+    """The weights w of the ranked reader, fitted by logistic regression (chapter 4).
+
+    Every candidate span a of every question (``reader.span_table``) is one example with
+    features x(a) and label y = 1 when a is a reference answer (exact match after SQuAD's
+    normalisation), else 0.  With each feature scaled to mean 0 and variance 1,
+    p(y = 1 | x) = sigma(v . z + b) is fitted by maximum likelihood with an L2 penalty
+    ||v||^2 / (2C) (scikit-learn's ``LogisticRegression``); w_f = v_f / sd_f brings the
+    weights back to the raw features (b and the means shift every candidate's score
+    equally, so they do not change the argmax).  Returns {feature: w_f}.  Fit on training
+    questions, never on the questions you evaluate on."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not isinstance(reader, GenerativeReader):
+        raise TypeError(f"reader must be a GenerativeReader, got {type(reader).__name__}")
+    if not (len(questions) == len(passage_lists) == len(references)) or not questions:
+        raise ValueError("questions, passage_lists and references must be non-empty lists of one length")
+    if not (isinstance(C, (int, float)) and not isinstance(C, bool) and math.isfinite(C) and C > 0):
+        raise ValueError(f"C must be a number > 0, got {C!r}")
+    tables = reader.span_table(list(questions), list(passage_lists))
+    X = np.concatenate([t["features"] for t in tables])
+    y = np.array([exact_match(span, refs) for t, refs in zip(tables, references) for span in t["spans"]])
+    if len(set(y.tolist())) < 2:
+        raise ValueError("the candidates need both labels to fit: some reference answers must be among them, "
+                         "and not every candidate can be one")
+    sd = X.std(axis=0)
+    sd[sd == 0] = 1.0
+    model = LogisticRegression(C=C, max_iter=1000).fit((X - X.mean(axis=0)) / sd, y)
+    return {name: float(v / d) for name, v, d in zip(SPAN_FEATURES, model.coef_[0], sd)}
+
+
+def _check_weights(weights) -> dict[str, float]:
+    if not isinstance(weights, Mapping) or set(weights) != set(SPAN_FEATURES):
+        raise ValueError(f"weights must be a dict with one number for each of {SPAN_FEATURES}, got {weights!r}")
+    out = {}
+    for name in SPAN_FEATURES:
+        value = weights[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not math.isfinite(value):
+            raise ValueError(f"weights[{name!r}] must be a finite number, got {value!r}")
+        out[name] = float(value)
+    return out
 
 
 def _doc_ids(passages: Sequence, cited: Sequence[int]) -> list:

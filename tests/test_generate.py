@@ -5,6 +5,7 @@ splitting it on whitespace and punctuation with a regular expression.
 """
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -204,43 +205,143 @@ def test_best_sentences_by_hand():
         (0, "The Eiffel tower is in Paris."), (1, "Towers of Paris are tall.")]
 
 
+def full_pass_score(generator, prompt, text: str) -> float:
+    """The oracle for one answer's log p(a, eos | prompt): one forward pass over prompt + a + eos,
+    no cache, no batch."""
+    ids = generator.tokenizer(generator.render(prompt), add_special_tokens=False)["input_ids"]
+    tokens = generator.tokenizer(text, add_special_tokens=False)["input_ids"] + [generator.tokenizer.eos_token_id]
+    with torch.inference_mode():
+        logp = generator.model(torch.tensor([ids + tokens])).logits[0].log_softmax(-1)
+    return float(sum(logp[len(ids) - 1 + k, t] for k, t in enumerate(tokens)))
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(passages=passages_strategy(), question=st.text(min_size=1, max_size=40))
-def test_ranked_answer_is_the_most_likely_candidate(tiny_generator, passages, question):
-    """The oracle: score every first word, then every kept candidate, alone (one full forward
-    pass each, no shared cache, no batches) and take the best."""
-    reader = rag.GenerativeReader(tiny_generator, decoding="ranked", max_answer_words=3, starts=2)
+@given(passages=passages_strategy(), question=st.text(min_size=1, max_size=40),
+       weights=st.lists(st.floats(-3, 3), min_size=len(rag.SPAN_FEATURES), max_size=len(rag.SPAN_FEATURES)))
+def test_ranked_answer_is_the_best_scored_span_of_the_passages(tiny_generator, passages, question, weights):
+    """Whatever the weights: the answer is a candidate span of the chosen sentences, its score is
+    w . x with x's lm the full-pass log-probability, no candidate scores higher, and it cites the
+    first passage that contains it."""
+    weights = dict(zip(rag.SPAN_FEATURES, weights))
+    reader = rag.GenerativeReader(tiny_generator, decoding="ranked", max_answer_words=3, starts=None,
+                                  weights=weights)
     chunks = [{"chunk_id": f"c{i}", "doc_id": f"d{i}", "title": "", "text": p} for i, p in enumerate(passages)]
     result = reader.read(question, chunks)
-    chosen = [text for _, text in rag.best_sentences(question, chunks, reader.sentences)]
-    candidates = list(dict.fromkeys(a for t in chosen for a in rag.answer_candidates(question, t, 3)))
+    chosen = rag.best_sentences(question, chunks, reader.sentences)
+    candidates = list(dict.fromkeys(a for _, t in chosen for a in rag.answer_candidates(question, t, 3)))
     if not candidates:
         assert result["answer"] == rag.NO_ANSWER and result["cited"] == []
         return
-    prompt = tiny_generator.render(result["prompt"])
-    ids = tiny_generator.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    eos = tiny_generator.tokenizer.eos_token_id
-
-    def score(text, end):
-        tokens = tiny_generator.tokenizer(text, add_special_tokens=False)["input_ids"] + end
-        with torch.inference_mode():
-            logp = tiny_generator.model(torch.tensor([ids + tokens])).logits[0].log_softmax(-1)
-        return float(sum(logp[len(ids) - 1 + k, t] for k, t in enumerate(tokens)))
-
-    firsts = sorted(dict.fromkeys(a.split()[0] for a in candidates), key=lambda w: (-score(w, []), w))
-    assert result["candidates"] == len([a for a in candidates if a.split()[0] in firsts[:2]])
-    best = None
-    for a in candidates:
-        if a.split()[0] not in firsts[:2]:
-            continue
-        value = score(a, [eos])
-        if best is None or value > best[0] + 1e-4:
-            best = (value, a)
-    assert result["score"] == pytest.approx(best[0], abs=1e-3)
-    assert result["answer"] in candidates and result["score"] >= best[0] - 1e-3
+    [table] = reader.span_table([question], [chunks])
+    assert table["spans"] == candidates and result["candidates"] == len(candidates)
+    lm = table["features"][:, rag.SPAN_FEATURES.index("lm")]
+    for span, value in list(zip(candidates, lm))[:4]:
+        assert value == pytest.approx(full_pass_score(tiny_generator, result["prompt"], span), abs=1e-3)
+    scores = table["features"] @ [weights[f] for f in rag.SPAN_FEATURES]
+    assert result["answer"] in candidates and result["score"] == pytest.approx(scores.max(), abs=1e-6)
+    assert any(result["answer"] in p for p in passages)                 # a span of the given passages
     [n] = result["cited"]
     assert result["answer"] in passages[n - 1] and not any(result["answer"] in p for p in passages[:n - 1])
     assert result["doc_ids"] == [f"d{n - 1}"]
+
+
+def test_ranked_reader_keeps_the_candidates_of_the_likeliest_first_words(tiny_generator):
+    """starts=2: the kept spans begin with the two first words of highest log p(w | q, S) (the oracle
+    scores each first word alone), and they are all the candidates that begin so."""
+    text = "Thomas Telford built the bridge in 1820 near Bristol. Masons from Bath finished the church in 1741."
+    chunks = [{"doc_id": "d", "title": "", "text": text}]
+    question = "Who built the bridge?"
+    every = rag.GenerativeReader(tiny_generator, sentences=2, max_answer_words=3, starts=None)
+    pruned = rag.GenerativeReader(tiny_generator, sentences=2, max_answer_words=3, starts=2)
+    [all_spans] = every.span_table([question], [chunks])
+    [kept] = pruned.span_table([question], [chunks])
+    prompt = pruned.read(question, chunks)["prompt"]
+    firsts = list(dict.fromkeys(a.split()[0] for a in all_spans["spans"]))
+    best = sorted(firsts, key=lambda w: -tiny_generator.logprob(prompt, [w])[0])[:2]
+    assert kept["spans"] == [a for a in all_spans["spans"] if a.split()[0] in best]
+    rows = [all_spans["spans"].index(a) for a in kept["spans"]]
+    assert kept["features"] == pytest.approx(all_spans["features"][rows])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.lists(st.tuples(WORDS, SEPARATORS), min_size=1, max_size=8).map(
+    lambda pairs: " " + "".join(w + s for w, s in pairs).strip()), data=st.data())
+def test_prefix_logprobs_equal_each_prefix_scored_alone(tiny_generator, text, data):
+    """The oracle: logprob(..., stop=True) of each prefix, and the full pass over prompt + prefix + eos."""
+    ends = data.draw(st.lists(st.integers(1, len(text)), min_size=1, max_size=5))
+    prompt = [{"role": "user", "content": "Where is it?"}]
+    [got] = tiny_generator.prefix_logprobs([prompt], [text], [ends])
+    assert got == pytest.approx(tiny_generator.logprob(prompt, [text[:e] for e in ends], stop=True), abs=1e-4)
+    assert got[0] == pytest.approx(full_pass_score(tiny_generator, prompt, text[:ends[0]]), abs=1e-3)
+
+
+def test_prefix_logprobs_bad_arguments(tiny_generator):
+    with pytest.raises(ValueError, match="ends"):
+        tiny_generator.prefix_logprobs(["q"], [" ab"], [[4]])
+    with pytest.raises(ValueError, match="ends must hold one list"):
+        tiny_generator.prefix_logprobs(["q"], [" ab"], [])
+    with pytest.raises(ValueError, match="non-empty str"):
+        tiny_generator.prefix_logprobs(["q"], [""], [[1]])
+
+
+def test_answer_type_by_hand():
+    cases = {"When did Harvey publish it?": "date", "In what year was it built?": "date",
+             "How many players are in a team?": "number", "What percentage of people voted?": "number",
+             "Who invented the stethoscope?": "person", "Whose ship sank?": "person",
+             "Where is the Nile?": "place", "Which city hosted it?": "place", "What is a stethoscope?": "other"}
+    assert {q: rag.answer_type(q) for q in cases} == cases
+    with pytest.raises(TypeError, match="question"):
+        rag.answer_type(None)
+
+
+def test_span_features_by_hand():
+    sentence = "In 1816, the French physician René Laennec invented the stethoscope in Paris."
+    # words: 0 In, 1 1816, 2 the, 3 French, 4 physician, 5 René, 6 Laennec, 7 invented, 8 the, 9 stethoscope,
+    # 10 in, 11 Paris.   Question words (stemmed): invent, stethoscop
+    year = rag.span_features("When was the stethoscope invented?", sentence, 1, 1)
+    assert year == {"words": 1.0, "distance": pytest.approx(math.log1p(6)), "window": 0.0, "echo": 0.0,
+                    "type": 1.0, "untyped": 0.0, "comma": 0.0}
+    name = rag.span_features("Who invented the stethoscope?", sentence, 5, 6)
+    assert name["type"] == 1.0 and name["distance"] == pytest.approx(math.log1p(1)) and name["window"] == 1.0
+    wrong = rag.span_features("When was the stethoscope invented?", sentence, 5, 6)
+    assert wrong["type"] == 0.0 and wrong["untyped"] == 1.0
+    comma = rag.span_features("What happened?", sentence, 1, 4)
+    assert comma["comma"] == 1.0 and comma["words"] == 4.0 and comma["distance"] == pytest.approx(math.log1p(12))
+    echo = rag.span_features("Who invented the stethoscope?", sentence, 7, 9)
+    assert echo["echo"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="first and last"):
+        rag.span_features("Who?", sentence, 3, 12)
+
+
+def test_fit_span_weights_learns_the_deciding_feature_and_the_reader_uses_them(tiny_generator):
+    """Tiny: the answers are the years, so the fitted weight of "type" on "when" questions is the
+    largest positive one; a reader given those weights answers with the year."""
+    text = ("The bridge over the river was built in 1820 by Thomas Telford and the town grew quickly. "
+            "Its old church was finished in 1741 by masons from Bristol and rebuilt later.")
+    questions = ["When was the bridge over the river built?", "When was the old church finished?"] * 3
+    passages = [[{"doc_id": "d", "title": "", "text": text}]] * 6
+    references = [["1820"], ["1741"]] * 3
+    reader = rag.GenerativeReader(tiny_generator, decoding="ranked", sentences=2, max_answer_words=3, starts=None)
+    weights = rag.fit_span_weights(reader, questions, passages, references)
+    assert set(weights) == set(rag.SPAN_FEATURES) and weights["type"] > 0
+    fitted = rag.GenerativeReader(tiny_generator, decoding="ranked", sentences=2, max_answer_words=3, starts=None,
+                                  weights=weights)
+    assert [r["answer"] for r in fitted.read_batch(questions[:2], passages[:2])] == ["1820", "1741"]
+    with pytest.raises(ValueError, match="both labels"):
+        rag.fit_span_weights(reader, questions[:1], passages[:1], [["not in the text"]])
+    with pytest.raises(ValueError, match="C must be"):
+        rag.fit_span_weights(reader, questions, passages, references, C=0)
+    with pytest.raises(ValueError, match="one length"):
+        rag.fit_span_weights(reader, questions, passages[:1], references)
+    with pytest.raises(TypeError, match="reader"):
+        rag.fit_span_weights(tiny_generator, questions, passages, references)
+
+
+def test_ranked_reader_bad_weights(tiny_generator):
+    with pytest.raises(ValueError, match="weights must be a dict"):
+        rag.GenerativeReader(tiny_generator, weights={"lm": 1.0})
+    with pytest.raises(ValueError, match=r"weights\['lm'\] must be a finite number"):
+        rag.GenerativeReader(tiny_generator, weights={**rag.SPAN_WEIGHTS, "lm": float("nan")})
 
 
 def test_logprob_with_stop_in_batches_equals_one_pair_at_a_time(tiny_generator):

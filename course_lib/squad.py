@@ -528,23 +528,27 @@ def saved_activation_bytes(model, train_features) -> int:
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in _collate(list(train_features.select_columns(columns))).items()}
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
+    saved: dict[int, object] = {}  # storages by address, held here (not by the graph) until the count is done
 
     def pack(tensor):
         storage = tensor.untyped_storage()
         if storage.data_ptr() not in parameters:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
+            saved[storage.data_ptr()] = storage
+        # a pack that returns the tensor makes a cycle through its grad_fn that Python's gc cannot see:
+        # the graph and its activations would never be freed
+        return None
+
+    def unpack(_):
+        raise RuntimeError("saved_activation_bytes runs no backward pass")
 
     was_training = model.training
     model.train()
     try:
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            loss = model(**batch).loss
-        del loss  # the graph and what it saved are freed here
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            model(**batch)
+        return sum(storage.nbytes() for storage in saved.values())
     finally:
         model.train(was_training)
-    return sum(saved.values())
 
 
 def _enable_activation_checkpointing(model) -> None:

@@ -2,7 +2,9 @@
 set, planted logits, inference over long contexts, the two training paths on a tiny BERT."""
 from __future__ import annotations
 
+import gc
 import types
+import weakref
 
 import numpy as np
 import pytest
@@ -761,6 +763,14 @@ def test_saved_activation_bytes_counts_the_attention_maps_that_dropout_keeps(tok
         assert 0 < lean
     assert not fused.training and all(p.grad is None for p in fused.parameters())
     np.testing.assert_array_equal(parameters(fused), before)
+    # the activations are freed afterwards: a saved one (the input of a layer's output projection) is gone
+    activations = []
+    hook = fused.bert.encoder.layer[0].intermediate.register_forward_hook(
+        lambda module, inputs, output: activations.append(weakref.ref(output)))
+    squad.saved_activation_bytes(fused, full.select(range(2)))
+    hook.remove()
+    gc.collect()
+    assert len(activations) == 1 and activations[0]() is None
     with pytest.raises(ValueError, match="train_features must hold at least one feature"):
         squad.saved_activation_bytes(fused, full.select([]))
     with pytest.raises(TypeError, match="train_features must be a datasets.Dataset"):

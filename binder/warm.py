@@ -5,6 +5,8 @@ it back: the SmolLM2 conversion, the MiniLM embeddings of the bundled collection
 fine-tuned cross-encoder, chapter 4's chunk embeddings. Chapter 5 runs before chapter 4, whose
 extractive reader needs a fine-tuned span model: its reader is kept as ``cache_dir()/squad-minilm``
 and its own folder is removed, so that a student's chapter 5 still trains from the start.
+
+    COURSE_PROFILE=cpu python binder/warm.py [chapter ...]   (default: chapters 3, 4 and 5)
 """
 import os
 import shutil
@@ -18,7 +20,7 @@ from nbclient import NotebookClient
 from course_lib import course, models, squad
 
 os.environ.setdefault("COURSE_PROFILE", "cpu")
-for chapter in course.execution_order(["03_dense_retrieval", "04_rag", "05_squad_finetuning"]):
+for chapter in course.execution_order(sys.argv[1:] or ["03_dense_retrieval", "04_rag", "05_squad_finetuning"]):
     source = course.COURSE_ROOT / "source" / chapter / f"{chapter}.ipynb"
     started = time.perf_counter()
     nb = nbformat.read(source, as_version=4)

@@ -505,6 +505,43 @@ def _check_train_features(train_features) -> None:
         raise ValueError(f"train_features must have the columns {missing} (from prepare_train_features)")
 
 
+def saved_activation_bytes(model, train_features) -> int:
+    """Bytes of activations one training forward pass of ``model`` on ``train_features`` (one batch)
+    keeps for its backward pass (chapter 5): the memory training needs on top of the model, its
+    gradients and the optimiser state. Each tensor the autograd graph saves counts once (by storage);
+    the model's own parameters are not counted. No backward pass runs and no weight changes."""
+    import torch
+
+    _check_train_features(train_features)
+    if len(train_features) == 0:
+        raise ValueError("train_features must hold at least one feature (one batch is measured)")
+    columns = [c for c in MODEL_INPUTS + LABELS if c in train_features.column_names]
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in _collate(list(train_features.select_columns(columns))).items()}
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, object] = {}  # storages by address, held here (not by the graph) until the count is done
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            saved[storage.data_ptr()] = storage
+        # a pack that returns the tensor makes a cycle through its grad_fn that Python's gc cannot see:
+        # the graph and its activations would never be freed
+        return None
+
+    def unpack(_):
+        raise RuntimeError("saved_activation_bytes runs no backward pass")
+
+    was_training = model.training
+    model.train()
+    try:
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            model(**batch)
+        return sum(storage.nbytes() for storage in saved.values())
+    finally:
+        model.train(was_training)
+
+
 def _enable_activation_checkpointing(model) -> None:
     # transformers 5 renamed gradient checkpointing to activation checkpointing; 5.0 has only the old name
     enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable

@@ -1,5 +1,6 @@
 """Binder's environment resolves as written: the server from conda-forge, pip's part from the pinned set."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -119,3 +120,21 @@ def test_binder_pip_part_and_course_resolve_against_the_pinned_set(tmp_path):
     assert not cuda, f"the CPU build of torch brings no CUDA package, got {cuda}"
     for name in SERVER:
         assert resolved[name] == conda[name], f"pip would replace conda's {name} {conda[name]} by {resolved[name]}"
+
+
+@pytest.mark.slow
+def test_warm_leaves_chapter_4_its_reader_and_chapter_5_its_training(tmp_path, monkeypatch):
+    """binder/warm.py (tiny, chapter 5 only): the span model chapter 4 reads is in the cache it reads from,
+    without checkpoints, and chapter 5's own folder is gone, so a student's chapter 5 trains from the start."""
+    from course_lib import models
+
+    variables = {**os.environ, "COURSE_PROFILE": "tiny", "COURSE_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(ROOT / "binder" / "warm.py"), "05_squad_finetuning"], env=variables,
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    reader = tmp_path / "squad-minilm"
+    assert (reader / "config.json").is_file() and list(reader.glob("*.safetensors"))
+    assert not list(reader.glob("checkpoint-*"))
+    assert not (tmp_path / "05_squad_finetuning" / "tiny").exists()
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    assert models.trained_path(models.TRAINED_READER) == reader   # what chapter 4's extractive reader loads

@@ -2,7 +2,9 @@
 set, planted logits, inference over long contexts, the two training paths on a tiny BERT."""
 from __future__ import annotations
 
+import gc
 import types
+import weakref
 
 import numpy as np
 import pytest
@@ -734,3 +736,42 @@ def test_gradient_accumulation_gives_the_weights_of_the_larger_batch(tokenizer, 
     np.testing.assert_allclose(weights(by_2x2.model), weights(by_4.model), rtol=1e-4, atol=1e-3)
     with pytest.raises(ValueError, match="gradient_accumulation_steps must be an int >= 1"):
         squad.train_with_accelerate(model(), tokenizer, features, tmp_path, gradient_accumulation_steps=0)
+
+
+def test_saved_activation_bytes_counts_the_attention_maps_that_dropout_keeps(tokenizer, train_set):
+    """With attention dropout the attention falls back to materialised L x L maps, kept for the backward pass
+    (the probabilities and what the dropout made of them: at least two maps of float32 per layer and head);
+    without it, PyTorch's fused attention keeps none. Counting runs no backward pass and changes no weight."""
+    windows = dict(max_length=24, stride=8)
+    full = train_set[0].map(squad.prepare_train_features, batched=True, remove_columns=train_set[0].column_names,
+                            fn_kwargs={"tokenizer": tokenizer, **windows})
+    full = full.filter(lambda f: sum(f["attention_mask"]) == windows["max_length"])
+
+    def model(dropout):
+        env.set_seed(0)
+        return AutoModelForQuestionAnswering.from_pretrained(tiny_bert(), attention_probs_dropout_prob=dropout)
+
+    with_dropout, fused = model(0.1), model(0.0)
+    fused.eval()
+    before = parameters(fused)
+    config = fused.config
+    for n in (1, 4):
+        batch = full.select(range(n))
+        maps = config.num_hidden_layers * n * config.num_attention_heads * windows["max_length"] ** 2 * 4
+        kept, lean = squad.saved_activation_bytes(with_dropout, batch), squad.saved_activation_bytes(fused, batch)
+        assert kept - lean >= 2 * maps
+        assert 0 < lean
+    assert not fused.training and all(p.grad is None for p in fused.parameters())
+    np.testing.assert_array_equal(parameters(fused), before)
+    # the activations are freed afterwards: a saved one (the input of a layer's output projection) is gone
+    activations = []
+    hook = fused.bert.encoder.layer[0].intermediate.register_forward_hook(
+        lambda module, inputs, output: activations.append(weakref.ref(output)))
+    squad.saved_activation_bytes(fused, full.select(range(2)))
+    hook.remove()
+    gc.collect()
+    assert len(activations) == 1 and activations[0]() is None
+    with pytest.raises(ValueError, match="train_features must hold at least one feature"):
+        squad.saved_activation_bytes(fused, full.select([]))
+    with pytest.raises(TypeError, match="train_features must be a datasets.Dataset"):
+        squad.saved_activation_bytes(fused, {"input_ids": [[1, 2]]})

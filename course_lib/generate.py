@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 
 from . import env, models
+from .checks import check_int
 
 DEFAULT_MAX_NEW_TOKENS = 24
 _LEADING_LABEL = re.compile(
@@ -61,10 +62,10 @@ class Generator:
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, batch_size: int = 8, threads: int | None = None):
         if (tokenizer is None) != (model is None):
             raise ValueError("pass both tokenizer and model, or neither (the profile's generator is loaded)")
-        _check_positive_int(max_new_tokens, "max_new_tokens")
-        _check_positive_int(batch_size, "batch_size")
+        check_int(max_new_tokens, "max_new_tokens")
+        check_int(batch_size, "batch_size")
         if threads is not None:
-            _check_positive_int(threads, "threads")
+            check_int(threads, "threads")
         if tokenizer is None:
             tokenizer, model = models.load_generator(profile)
         tokenizer.padding_side = "left"
@@ -112,7 +113,7 @@ class Generator:
             prompts = [prompts]
         texts = [self.render(p) for p in prompts]
         n_new = max_new_tokens or self.max_new_tokens
-        _check_positive_int(n_new, "max_new_tokens")
+        check_int(n_new, "max_new_tokens")
         if spans is not None:
             spans = list(spans)
             if len(spans) != len(texts) or not all(isinstance(t, SpanTrie) for t in spans):
@@ -429,7 +430,7 @@ class SpanTrie:
         for i, p in enumerate(passages):
             if not isinstance(p, str):
                 raise TypeError(f"passages[{i}] must be a str, got {type(p).__name__}")
-        _check_positive_int(max_tokens, "max_tokens")
+        check_int(max_tokens, "max_tokens")
         self.passages, self.max_tokens, self.root = list(passages), int(max_tokens), {}
         self.key = (tuple(self.passages), self.max_tokens)
         width = 32 * self.max_tokens  # characters enough for max_tokens tokens; a cut token is never used
@@ -529,9 +530,6 @@ def clean_answer(text: str) -> str:
     return line[:-1].rstrip() if line.endswith(".") and not line.endswith("..") else line
 
 
-def _check_positive_int(value, name: str) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 def _is_messages(value) -> bool:

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_int, check_text
 from .metrics import exact_match, normalize_answer, token_f1
 from .ranking import ranking_from_scores
 from .text import STOP_WORDS, tokenize
@@ -72,7 +73,7 @@ def chunk_spans(text: str, size: int = 64, overlap: int = 16) -> list[tuple[int,
     character to its last word's last character, so ``text[start:end]`` is the
     chunk.  No words: no spans.
     """
-    _check_text(text, "text")
+    check_text(text, "text")
     _check_window(size, overlap)
     return _windows([(m.start(), m.end()) for m in WORD.finditer(text)], size, overlap)
 
@@ -80,7 +81,7 @@ def chunk_spans(text: str, size: int = 64, overlap: int = 16) -> list[tuple[int,
 def token_spans(text: str, tokenizer=None) -> list[tuple[int, int]]:
     """Character spans of the tokens of ``text``: words (``tokenizer=None``), or the
     tokens of a Hugging Face fast tokenizer (its offset mapping, spaces trimmed)."""
-    _check_text(text, "text")
+    check_text(text, "text")
     if tokenizer is None:
         return [(m.start(), m.end()) for m in WORD.finditer(text)]
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
@@ -143,7 +144,7 @@ def _documents(docs):
 
 
 def _checked(text, name):
-    _check_text(text, name)
+    check_text(text, name)
     return text
 
 
@@ -188,7 +189,7 @@ class Retriever:
         return self.doc_ranking_batch([query], k, depth)[0]
 
     def doc_ranking_batch(self, queries: Sequence[str], k: int = 10, depth: int | None = None) -> list[list]:
-        _check_k(k)
+        check_int(k, "k")
         hits = self.search_batch(list(queries), depth or 4 * k)
         return [distinct([self.by_id[cid]["doc_id"] for cid, _ in h])[:k] for h in hits]
 
@@ -209,7 +210,7 @@ class BM25Retriever(Retriever):
 
     def search_batch(self, queries, k: int = 10):
         _check_queries(queries)
-        _check_k(k)
+        check_int(k, "k")
         return self.bm25.search_batch(list(queries), k)
 
 
@@ -232,7 +233,7 @@ class DenseRetriever(Retriever):
 
     def search_batch(self, queries, k: int = 10):
         _check_queries(queries)
-        _check_k(k)
+        check_int(k, "k")
         return self.encoder.search_batch(list(queries), k)
 
 
@@ -253,7 +254,7 @@ class HybridRetriever(Retriever):
             raise ValueError("every retriever of a HybridRetriever must index the same chunks")
         if fusion not in ("rrf", "weighted"):
             raise ValueError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
-        _check_k(depth)
+        check_int(depth, "depth")
         super().__init__(retrievers[0].chunks)
         self.retrievers, self.fusion, self.depth, self.rrf_k = list(retrievers), fusion, depth, rrf_k
         self.weights = None if weights is None else [float(w) for w in weights]
@@ -265,7 +266,7 @@ class HybridRetriever(Retriever):
         from .dense import reciprocal_rank_fusion
 
         _check_queries(queries)
-        _check_k(k)
+        check_int(k, "k")
         per_retriever = [r.search_batch(list(queries), max(k, self.depth)) for r in self.retrievers]
         fused = []
         for rankings in zip(*per_retriever):
@@ -288,7 +289,7 @@ class RerankRetriever(Retriever):
 
         if not isinstance(first_stage, Retriever):
             raise TypeError("first_stage must be a Retriever")
-        _check_k(depth)
+        check_int(depth, "depth")
         super().__init__(first_stage.chunks)
         self.first_stage, self.depth = first_stage, depth
         if cross_encoder is None:
@@ -300,7 +301,7 @@ class RerankRetriever(Retriever):
 
     def search_batch(self, queries, k: int = 10):
         _check_queries(queries)
-        _check_k(k)
+        check_int(k, "k")
         firsts = self.first_stage.search_batch(list(queries), max(k, self.depth))
         return [self.cross_encoder.rerank(q, hits, self._texts, k=k) for q, hits in zip(queries, firsts)]
 
@@ -363,7 +364,7 @@ def build_prompt(question: str, passages: Sequence[str], instruction: str | None
     line (:data:`OPEN_BOOK` or :data:`CLOSED_BOOK`).  Lines end with "\\n"; the
     prompt ends with "Answer:" (no space).
     """
-    _check_text(question, "question")
+    check_text(question, "question")
     if isinstance(passages, str) or not isinstance(passages, Sequence):
         raise TypeError(f"passages must be a list of str, got {type(passages).__name__}")
     if instruction is None:
@@ -449,7 +450,7 @@ def make_prompt(question: str, passages: Sequence | None = None, *, shots: Seque
     kept, dropped = passages, []
     tokens = counter(messages_for(kept)) if counter is not None else None
     if budget is not None:
-        _check_k(budget)
+        check_int(budget, "budget")
         kept, dropped = fit_budget(passages, budget, lambda ps: counter(messages_for(ps)))
         tokens = counter(messages_for(kept))
     note = ""
@@ -495,7 +496,7 @@ def map_citations(answer: str, passages: Sequence[Mapping]) -> list:
     ``doc_id`` of each cited passage in order of first mention, each once; numbers
     outside 1..len(passages) are ignored.
     """
-    _check_text(answer, "answer")
+    check_text(answer, "answer")
     ids = []
     for match in CITATION.finditer(answer):
         for number in match.group(1).split(","):
@@ -524,7 +525,7 @@ EDGE_PUNCTUATION = "\"'“”‘’()[]{},.;:!?"
 
 def sentences(text: str) -> list[str]:
     """The sentences of ``text``: split after ".", "!" or "?" followed by white space."""
-    _check_text(text, "text")
+    check_text(text, "text")
     return [s for s in SENTENCE_END.split(text.strip()) if s]
 
 
@@ -532,8 +533,8 @@ def best_sentences(question: str, passages: Sequence, n: int = 2) -> list[tuple[
     """The ``n`` sentences of ``passages`` that share the most content words with the question
     (:func:`course_lib.text.content_words`, stemmed), as ``(passage index, sentence)``; ties go to
     the better-ranked passage, then the earlier sentence."""
-    _check_text(question, "question")
-    _check_positive(n, "n")
+    check_text(question, "question")
+    check_int(n, "n")
     asked = set(tokenize(question, stopwords=STOP_WORDS, stem=True))
     scored = []
     for j, p in enumerate(passages):
@@ -554,9 +555,9 @@ def answer_candidates(question: str, text: str, max_words: int = 5) -> list[str]
 def candidate_spans(question: str, text: str, max_words: int = 5) -> list[tuple[str, int, int]]:
     """:func:`answer_candidates` with where each first occurs: ``(span, first word, last word)``,
     word numbers counted in ``text.split()`` from 0."""
-    _check_text(question, "question")
-    _check_text(text, "text")
-    _check_positive(max_words, "max_words")
+    check_text(question, "question")
+    check_text(text, "text")
+    check_int(max_words, "max_words")
     asked = set(tokenize(question, stopwords=STOP_WORDS))
     matches = list(WORD.finditer(text))
     words = [m.group().strip(EDGE_PUNCTUATION) for m in matches]
@@ -603,7 +604,7 @@ def answer_type(question: str) -> str:
     """What kind of answer the question asks for (chapter 4), from its wh-words: ``"date"``
     (when, what year ...), ``"number"`` (how many/much/long ...), ``"person"`` (who),
     ``"place"`` (where, which city ...), else ``"other"``; the first rule that matches wins."""
-    _check_text(question, "question")
+    check_text(question, "question")
     lowered = question.lower()
     return next((kind for kind, pattern in _TYPE_PATTERNS if pattern.search(lowered)), "other")
 
@@ -624,8 +625,8 @@ def span_features(question: str, sentence: str, first: int, last: int) -> dict[s
     * ``untyped``: 1 when a "date" or "number" question gets a span without any number;
     * ``comma``: 1 when the span holds a comma (a list, or two clauses).
     """
-    _check_text(question, "question")
-    _check_text(sentence, "sentence")
+    check_text(question, "question")
+    check_text(sentence, "sentence")
     words = [w.strip(EDGE_PUNCTUATION) for w in sentence.split()]
     if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last < len(words)):
         raise ValueError(f"first and last must be word numbers with 0 <= first <= last < {len(words)}, "
@@ -695,9 +696,9 @@ class GenerativeReader:
             raise ValueError(f"decoding must be one of {self.DECODINGS}, got {decoding!r}")
         for value, name in ((max_answer_tokens, "max_answer_tokens"), (sentences, "sentences"),
                             (max_answer_words, "max_answer_words")):
-            _check_positive(value, name)
+            check_int(value, name)
         if starts is not None:
-            _check_positive(starts, "starts")
+            check_int(starts, "starts")
         self.weights = _check_weights(SPAN_WEIGHTS if weights is None else weights)
         self.generator, self.style, self.shots, self.budget = generator, style, list(shots), budget
         self.with_title, self.max_new_tokens = with_title, max_new_tokens
@@ -964,8 +965,8 @@ def second_hop_query(question: str, passage: str, n_terms: int = 5) -> str:
     ties in frequency go to the term that appears first in the passage.  Returns
     ``question + " " + " ".join(terms)`` (the question alone when no term is new).
     """
-    _check_text(question, "question")
-    _check_text(passage, "passage")
+    check_text(question, "question")
+    check_text(passage, "passage")
     if not isinstance(n_terms, int) or isinstance(n_terms, bool) or n_terms < 0:
         raise ValueError(f"n_terms must be an int >= 0, got {n_terms!r}")
     asked = set(tokenize(question))
@@ -1019,7 +1020,7 @@ def bridge_prompt(question: str, passage) -> list[dict]:
 def contains_answer(text: str, answers: str | Sequence[str]) -> bool:
     """Does ``text`` contain one of ``answers`` as whole words, after SQuAD normalisation
     (:func:`course_lib.metrics.normalize_answer`)?  An answer normalised to nothing never matches."""
-    _check_text(text, "text")
+    check_text(text, "text")
     refs = [answers] if isinstance(answers, str) else list(answers)
     padded = f" {normalize_answer(text)} "
     return any(n and f" {n} " in padded for n in map(normalize_answer, refs))
@@ -1047,7 +1048,7 @@ def evaluate_qa(predictions: Sequence[str], references: Sequence[Sequence[str]],
     """
     if not (len(predictions) == len(references) == len(rankings)) or not predictions:
         raise ValueError("predictions, references and rankings must be non-empty lists of one length")
-    _check_k(k)
+    check_int(k, "k")
     n = len(predictions)
     em = math.fsum(exact_match(p, r) for p, r in zip(predictions, references)) / n
     f1 = math.fsum(token_f1(p, r) for p, r in zip(predictions, references)) / n
@@ -1150,9 +1151,6 @@ def _quiet_loading():
     return quiet()
 
 
-def _check_text(value, name: str) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
 
 
 def _check_window(size, overlap) -> None:
@@ -1162,20 +1160,15 @@ def _check_window(size, overlap) -> None:
         raise ValueError(f"overlap must be an int with 0 <= overlap < size ({size}), got {overlap!r}")
 
 
-def _check_positive(value, name: str) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
-def _check_k(k) -> None:
-    _check_positive(k, "k")
 
 
 def _check_queries(queries, name: str = "queries") -> None:
     if isinstance(queries, str) or not isinstance(queries, Sequence):
         raise TypeError(f"{name} must be a list of str, got {type(queries).__name__}")
     for i, q in enumerate(queries):
-        _check_text(q, f"{name}[{i}]")
+        check_text(q, f"{name}[{i}]")
 
 
 def _check_chunks(chunks) -> list[dict]:

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import env
+from .checks import check_int, check_text
 from .ranking import top_k
 
 MAX_LENGTH = 384
@@ -40,16 +41,8 @@ _OFFSETS = pa.list_(pa.list_(pa.int64()))  # the Arrow type of offset_mapping
 
 
 # ---------------------------------------------------------------- argument checks
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
-def _check_text(name: str, value) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
-    if not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
 
 def _columns(data) -> list[str]:
@@ -141,15 +134,15 @@ def _tokenize(examples, tokenizer, max_length: int, stride: int):
     """Question/context windows with offsets, after checking every argument."""
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("tokenizer must be a fast tokenizer (is_fast=True): offsets and sequence_ids need one")
-    _check_int("max_length", max_length, 1)
-    _check_int("stride", stride, 0)
+    check_int(max_length, "max_length", 1)
+    check_int(stride, "stride", 0)
     if max_length <= stride:
         raise ValueError(f"max_length must be greater than stride, got max_length={max_length}, stride={stride}")
     questions = _column(examples, "question", "examples")
     contexts = _column(examples, "context", "examples")
     for i, (question, context) in enumerate(zip(questions, contexts)):
-        _check_text(f"examples['question'][{i}]", question)
-        _check_text(f"examples['context'][{i}]", context)
+        check_text(question, f"examples['question'][{i}]", blank=False)
+        check_text(context, f"examples['context'][{i}]", blank=False)
     questions = [q.strip() for q in questions]
     special = tokenizer.num_special_tokens_to_add(pair=True)
     # A window must keep more than `stride` context tokens. A question has at most 2 tokens per
@@ -253,8 +246,8 @@ def _check_logits(logits, name: str, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _check_search(n_best: int, max_answer_length: int) -> None:
-    _check_int("n_best", n_best, 1)
-    _check_int("max_answer_length", max_answer_length, 1)
+    check_int(n_best, "n_best", 1)
+    check_int(max_answer_length, "max_answer_length", 1)
 
 
 def best_span(start_logits, end_logits, offsets, n_best: int = N_BEST, max_answer_length: int = MAX_ANSWER_LENGTH):
@@ -348,7 +341,7 @@ def predict(model, features, batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, 
     features of similar length, trimmed of their shared padding (-inf there)."""
     import torch
 
-    _check_int("batch_size", batch_size, 1)
+    check_int(batch_size, "batch_size", 1)
     inputs = {k: _matrix(_arrow(features, k, "features"), k) for k in MODEL_INPUTS if k in _columns(features)}
     if "input_ids" not in inputs:
         raise ValueError(f"features must have an 'input_ids' column, got columns {_columns(features)}")
@@ -411,7 +404,7 @@ def answer_batch(
     examples = {"id": [str(i) for i in range(len(questions))], "question": list(questions), "context": list(contexts)}
     for name, key in (("questions", "question"), ("contexts", "context")):
         for i, text in enumerate(examples[key]):
-            _check_text(f"{name}[{i}]", text)
+            check_text(text, f"{name}[{i}]", blank=False)
     _check_search(n_best, max_answer_length)
     features = prepare_validation_features(examples, tokenizer, max_length, stride)
     start_logits, end_logits = predict(model, features, batch_size)
@@ -435,8 +428,8 @@ def answer(
 ) -> dict:
     """The answer to ``question`` from ``context`` (chapter 5): ``{"answer", "score", "start", "end"}``,
     as :func:`answer_batch` gives it."""
-    _check_text("question", question)
-    _check_text("context", context)
+    check_text(question, "question", blank=False)
+    check_text(context, "context", blank=False)
     options = dict(max_length=max_length, stride=stride, n_best=n_best, max_answer_length=max_answer_length)
     return answer_batch([question], [context], model, tokenizer, batch_size=batch_size, **options)[0]
 
@@ -453,7 +446,7 @@ def output_dir(profile: str) -> Path:
     else ``models.cache_dir()/05_squad_finetuning/<profile>``."""
     from . import models
 
-    _check_text("profile", profile)
+    check_text(profile, "profile", blank=False)
     where = env.platform()
     if where == "colab" and COLAB_DRIVE.is_dir():
         base = COLAB_DRIVE / "qair-course"
@@ -667,9 +660,9 @@ def train_with_accelerate(
     from transformers import get_scheduler
 
     _check_train_features(train_features)
-    _check_int("num_train_epochs", num_train_epochs, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("gradient_accumulation_steps", gradient_accumulation_steps, 1)
+    check_int(num_train_epochs, "num_train_epochs", 1)
+    check_int(batch_size, "batch_size", 1)
+    check_int(gradient_accumulation_steps, "gradient_accumulation_steps", 1)
     if (eval_examples is None) != (eval_features is None):
         raise ValueError("eval_examples and eval_features go together: pass both or neither")
     mixed_precision = mixed_precision or _mixed_precision()

@@ -52,7 +52,7 @@ computes it (``tests/test_package.py`` imports each name, so the index cannot go
     3   exact top-k inner-product search                               dense.exact_search
     3   RRF(d) = sum_r 1 / (k + rank_r(d))                             dense.reciprocal_rank_fusion
     3   MaxSim: sum_i max_j q_i . d_j                                  colbert.maxsim
-    3   ANN recall@k = |approximate & exact top k| / k                 ann.recall_at_k
+    3   ANN recall@k = |approximate & exact top k| / k                 ann.knn_recall
     3   cross-encoder logit w . tanh(W h_[CLS] + b) + c                rerank.CrossEncoder
     4   min-max: (s - min) / (max - min)                               rag.minmax
     4   weighted fusion (CombSUM): sum_i w_i norm_i(d)                 rag.weighted_fusion

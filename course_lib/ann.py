@@ -27,8 +27,9 @@ KINDS = {"flat": (), "ivf": ("nlist", "nprobe"), "hnsw": ("M", "efConstruction",
 SEARCH_PARAM = {"ivf": "nprobe", "hnsw": "efSearch"}
 
 
-def recall_at_k(approx_ids, exact_ids) -> float:
-    """Mean share of the exact top-k ids that the approximate search found (chapter 3).
+def knn_recall(approx_ids, exact_ids) -> float:
+    """k-NN recall: the mean share of the exact top-k ids that the approximate search found (chapter 3).
+    It counts true nearest neighbours, not relevant documents (that is :func:`course_lib.metrics.recall_at_k`).
 
     recall@k = (1/n) sum_q |A_q & E_q| / |E_q| for ``approx_ids`` A and ``exact_ids`` E,
     both (n, k) (or (k,) for one query).  Order inside a row does not matter; FAISS's
@@ -149,7 +150,7 @@ def _measured(index, Q: np.ndarray, k: int, exact_ids: np.ndarray, repeats: int,
         start = time.perf_counter()
         _, ids = index.search(Q, k)
         seconds = min(seconds, time.perf_counter() - start)
-    return {**row, f"recall@{k}": recall_at_k(ids, exact_ids), "qps": len(Q) / seconds}
+    return {**row, f"recall@{k}": knn_recall(ids, exact_ids), "qps": len(Q) / seconds}
 
 
 def _float32(value, name: str) -> np.ndarray:

@@ -12,7 +12,7 @@ matrix product with the N x dim document matrix.
 The small pure functions are what chapter 3's exercises are graded against:
 :func:`mean_pool`, :func:`cosine_matrix`, :func:`reciprocal_rank_fusion` (and
 :func:`course_lib.ranking.top_k`, :func:`course_lib.colbert.maxsim`,
-:func:`course_lib.ann.recall_at_k`).  :class:`BiEncoder` runs a plain
+:func:`course_lib.ann.knn_recall`).  :class:`BiEncoder` runs a plain
 ``transformers`` model and applies the same functions, so the pooling students
 write is the pooling the encoder uses.
 

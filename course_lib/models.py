@@ -228,7 +228,7 @@ def load_generator(profile: str | None = None):
 
     chosen = resolve("generator", profile)
     options = {"dtype": "auto"} if chosen == GENERATOR_HUB else {}
-    with _quiet_loading():
+    with quiet_loading():
         tokenizer = AutoTokenizer.from_pretrained(chosen)
         model = AutoModelForCausalLM.from_pretrained(chosen, **options).eval()
     tokenizer.padding_side = "left"
@@ -252,7 +252,7 @@ def _packaged_smollm2() -> Path:
 
 
 @contextlib.contextmanager
-def _quiet_loading():
+def quiet_loading():
     """No progress bars or load reports while a generator is loaded, converted or saved
     (the GGUF reader uses its own tqdm); warnings and settings are restored afterwards."""
     import warnings
@@ -346,7 +346,7 @@ def _convert_smollm2(target: str) -> None:
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     gguf = _packaged_smollm2()
-    with _quiet_loading():
+    with quiet_loading():
         tokenizer = _smollm2_tokenizer()
         config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
         with torch.device("meta"):
@@ -376,7 +376,7 @@ def _tiny_llama() -> Path:
         config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TINY_LLAMA)
         torch.manual_seed(0)
-        with _quiet_loading():
+        with quiet_loading():
             LlamaForCausalLM(config).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 

@@ -1145,10 +1145,10 @@ def answer_mcq(generator, questions: Sequence[Mapping], *, shots: Sequence[Mappi
 
 # =========================================================================== checks
 def _quiet_loading():
-    """No progress bars or load reports while a model loads (see course_lib.models)."""
-    from .models import _quiet_loading as quiet
+    """:func:`course_lib.models.quiet_loading`, the models module imported only when a model loads."""
+    from . import models
 
-    return quiet()
+    return models.quiet_loading()
 
 
 

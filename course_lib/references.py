@@ -100,7 +100,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
                 "course_lib.metrics.reciprocal_rank", "course_lib.metrics.mean_reciprocal_rank",
                 "course_lib.metrics.average_precision", "course_lib.metrics.ndcg_at_k"),
     "03_dense_retrieval": ("course_lib.dense.mean_pool", "course_lib.dense.cosine_matrix", "course_lib.ranking.top_k",
-                           _HERE + "reciprocal_rank_fusion", "course_lib.colbert.maxsim", "course_lib.ann.recall_at_k"),
+                           _HERE + "reciprocal_rank_fusion", "course_lib.colbert.maxsim", "course_lib.ann.knn_recall"),
     "04_rag": ("course_lib.rag.chunk_spans", _HERE + "weighted_fusion", "course_lib.rag.build_prompt",
                "course_lib.rag.map_citations", "course_lib.rag.second_hop_query", "course_lib.rag.evaluate_qa"),
     "05_squad_finetuning": ("course_lib.squad.context_span", _HERE + "answer_in_window",

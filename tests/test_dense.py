@@ -19,7 +19,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 import course_lib.dense as dense
 from course_lib import env, models
-from course_lib.ann import ann_index, ann_search, recall_at_k, set_search_param, sweep_ann
+from course_lib.ann import ann_index, ann_search, knn_recall, set_search_param, sweep_ann
 from course_lib.colbert import ColBERTScorer, maxsim
 from course_lib.dense import (
     BiEncoder,
@@ -254,11 +254,11 @@ def test_rrf_bad_input(rankings, k, error, message):
         reciprocal_rank_fusion(rankings, k=k)
 
 
-# --------------------------------------------------------------- recall_at_k
+# --------------------------------------------------------------- knn_recall
 def test_recall_at_k_by_hand():
-    assert recall_at_k([[1, 2, 3]], [[3, 4, 1]]) == pytest.approx(2 / 3)
-    assert recall_at_k([[1, 2], [-1, -1]], [[2, 1], [5, 6]]) == pytest.approx(0.5)  # -1: no result
-    assert recall_at_k([7, 8], [8, 7]) == 1.0
+    assert knn_recall([[1, 2, 3]], [[3, 4, 1]]) == pytest.approx(2 / 3)
+    assert knn_recall([[1, 2], [-1, -1]], [[2, 1], [5, 6]]) == pytest.approx(0.5)  # -1: no result
+    assert knn_recall([7, 8], [8, 7]) == 1.0
 
 
 @SETTINGS
@@ -267,10 +267,10 @@ def test_recall_at_k_properties(n, k, seed):
     rng = np.random.default_rng(seed)
     exact = np.stack([rng.permutation(30)[:k] for _ in range(n)])
     approx = rng.integers(-1, 30, size=(n, k))
-    r = recall_at_k(approx, exact)
+    r = knn_recall(approx, exact)
     brute = np.mean([len(set(a) & set(e)) / k for a, e in zip(approx.tolist(), exact.tolist())])
     assert r == pytest.approx(brute) and 0 <= r <= 1
-    assert recall_at_k(rng.permuted(exact, axis=1), exact) == 1.0
+    assert knn_recall(rng.permuted(exact, axis=1), exact) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -285,7 +285,7 @@ def test_recall_at_k_properties(n, k, seed):
 )
 def test_recall_at_k_bad_input(approx, exact, error, message):
     with pytest.raises(error, match=message):
-        recall_at_k(approx, exact)
+        knn_recall(approx, exact)
 
 
 # ------------------------------------------------------------------------ ANN
@@ -297,9 +297,9 @@ def test_ivf_probing_every_cell_and_hnsw_are_close_to_exact():
     exact_ids, _ = exact_search(Q, D, 10)
     ivf = ann_index(D, "ivf", nlist=16, nprobe=1)
     set_search_param(ivf, 16)
-    assert recall_at_k(ann_search(ivf, Q, 10)[0], exact_ids) == 1.0
+    assert knn_recall(ann_search(ivf, Q, 10)[0], exact_ids) == 1.0
     hnsw = ann_index(D, "hnsw", M=16, efSearch=200)
-    assert recall_at_k(ann_search(hnsw, Q, 10)[0], exact_ids) >= 0.95
+    assert knn_recall(ann_search(hnsw, Q, 10)[0], exact_ids) >= 0.95
 
 
 def test_sweep_ann_rows():
@@ -337,7 +337,7 @@ def test_ann_index_bad_input(kind, params, message):
         ("course_lib.ranking.top_k", (np.array([0.1, 0.3, 0.3]), 2)),
         ("course_lib.colbert.maxsim", (np.eye(2), np.eye(2), np.array([1, 0]))),
         ("course_lib.dense.reciprocal_rank_fusion", ([["a", "b"], ["b"]],)),
-        ("course_lib.ann.recall_at_k", (np.array([[1, 2]]), np.array([[2, 3]]))),
+        ("course_lib.ann.knn_recall", (np.array([[1, 2]]), np.array([[2, 3]]))),
     ],
 )
 def test_references_load_for_grading(dotted, case):

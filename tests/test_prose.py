@@ -65,6 +65,12 @@ ALLOWED: dict[str, dict[str, str]] = {
         "2017": "Johnson, Douze and Jegou (2017), the FAISS paper, cited",
         "0.75": f"the recall of the exercise's {HAND}",
     },
+    "04_rag": {
+        "1.5": "the cpu memory budget in GB (a target the course sets, not a measurement)",
+        "13": f"the end offset of the text 'a bb ccc dd e' in the chunking {HAND}",
+        "0.8333": f"(1 + 2/3) / 2, the F1 of the evaluation {HAND}",
+        "57": "MMLU's 57 subjects (Hendrycks et al., ICLR 2021), a property of the dataset in section 7's table",
+    },
 }
 
 
@@ -94,7 +100,8 @@ def produced(nb: nbformat.NotebookNode) -> set[str]:
                 value = output.get("data", {}).get(kind, "")
                 texts.append("".join(value) if isinstance(value, list) else value)
         for text in texts:
-            found.update(canonical(n.replace(",", "")) for n in re.findall(r"\d[\d,]*(?:\.\d+)?(?:e-?\d+)?", text)
+            found.update(canonical(n.replace(",", "")) for n in (m.rstrip(",") for m in   # "stride=50," is 50
+                         re.findall(r"\d[\d,]*(?:\.\d+)?(?:e-?\d+)?", text))
                          if re.fullmatch(r"\d{1,3}(?:,\d{3})*(?:\.\d+)?|\d+(?:\.\d+)?(?:e-?\d+)?", n))
     return found
 

@@ -57,6 +57,15 @@ def check_array(value, name: str, ndim, *, allow_inf: bool = False) -> np.ndarra
     return arr
 
 
+def check_permutation(value, name: str, N: int) -> np.ndarray:
+    """``value`` as an int array holding each of 0..N-1 once (one place per document)."""
+    rank = np.asarray(value)
+    if (rank.shape != (N,) or rank.dtype.kind not in "iu" or rank.min() < 0 or rank.max() >= N
+            or np.bincount(rank, minlength=N).max() != 1):
+        raise ValueError(f"{name} must be a permutation of 0..{N - 1} (one place per document), got {value!r:.80}")
+    return rank
+
+
 def check_same_dim(A: np.ndarray, a: str, B: np.ndarray, b: str) -> None:
     """``A`` and ``B`` (named ``a`` and ``b``) have vectors of one dimension (their last axis)."""
     if A.shape[-1] != B.shape[-1]:

@@ -36,7 +36,8 @@ import numpy as np
 from . import env, models
 from .batching import iter_batches
 from .ranking import CHUNK, id_rank, ranking_from_scores, top_k
-from .checks import check_array, check_doc_ids, check_int, check_same_dim, check_text, check_texts, ranked_ids
+from .checks import (check_array, check_doc_ids, check_int, check_permutation, check_same_dim, check_text, check_texts,
+                     ranked_ids)
 
 POOLINGS = ("mean", "cls")
 BLOCK_SCORES = 1 << 24  # exact_search: at most this many scores (64 MiB of float32) in memory at once
@@ -100,7 +101,7 @@ def exact_search(queries, embeddings, k: int = 10, id_rank=None) -> tuple[np.nda
     Q, D = check_array(queries, "queries", 2), check_array(embeddings, "embeddings", 2)
     check_same_dim(Q, "queries", D, "embeddings")
     check_int(k, "k")
-    rank = np.arange(len(D)) if id_rank is None else np.asarray(id_rank)
+    rank = np.arange(len(D)) if id_rank is None else check_permutation(id_rank, "id_rank", len(D))
     Q = Q.astype(D.dtype, copy=False)
     n, N = len(Q), len(D)
     rows = min(n, QUERY_BLOCK)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .checks import check_array, check_int
+from .checks import check_array, check_int, check_permutation
 
 CHUNK = 64  # top_k's first level: the maximum of every CHUNK consecutive scores
 
@@ -29,7 +29,7 @@ def top_k(scores, k: int, id_rank=None) -> tuple[np.ndarray, np.ndarray]:
     """
     S = check_array(scores, "scores", (1, 2), allow_inf=True)
     check_int(k, "k")
-    rank = None if id_rank is None else _check_id_rank(id_rank, S.shape[-1])
+    rank = None if id_rank is None else check_permutation(id_rank, "id_rank", S.shape[-1])
     rows = np.atleast_2d(S)
     ids = _top_rows(rows, k, rank)
     values = np.take_along_axis(rows, ids, axis=1)
@@ -47,14 +47,6 @@ def id_rank(doc_ids) -> np.ndarray:
 def ranking_from_scores(scores: Mapping) -> list:
     """The doc ids of ``scores`` {doc_id: score} ranked by score descending, then doc id ascending."""
     return sorted(scores, key=lambda d: (-scores[d], d))
-
-
-def _check_id_rank(id_rank, N: int) -> np.ndarray:
-    rank = np.asarray(id_rank)
-    if (rank.shape != (N,) or rank.dtype.kind not in "iu" or rank.min() < 0 or rank.max() >= N
-            or np.bincount(rank, minlength=N).max() != 1):  # each place once: a permutation
-        raise ValueError(f"id_rank must be a permutation of 0..{N - 1} (one place per document), got {id_rank!r:.80}")
-    return rank
 
 
 def _top_row(s: np.ndarray, k: int, rank: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from course_lib import models, rag
 from course_lib.colbert import ColBERTScorer
-from course_lib.dense import BiEncoder, reciprocal_rank_fusion
+from course_lib.dense import BiEncoder, exact_search, reciprocal_rank_fusion
 from course_lib.ranking import id_rank, ranking_from_scores, top_k
 from course_lib.sparse import BM25, TfidfRetriever
 
@@ -70,6 +70,11 @@ def test_top_k_bad_input(scores, k, rank, message):
         top_k(scores, k, rank)
 
 
+def test_exact_search_refuses_an_id_rank_that_is_not_a_permutation():
+    with pytest.raises(ValueError, match="id_rank must be a permutation of 0..2"):
+        exact_search(np.ones((1, 2)), np.ones((3, 2)), 2, [0, 0, 1])
+
+
 # ------------------------------------------- every retriever ranks ties by doc id
 # the same text three times under ids out of order, so every retriever sees exact ties
 TEXTS = ["the enigma cipher machine", "coral reefs in warm seas", "the enigma cipher machine",
@@ -103,6 +108,7 @@ def test_rag_retrievers_and_fusion_break_ties_by_doc_id():
     chunks = [{"chunk_id": i, "doc_id": i, "text": t, "title": ""} for i, t in zip(IDS, TEXTS)]
     dense = rag.DenseRetriever(chunks, profile="tiny")
     bm25 = rag.BM25Retriever(chunks)
-    for retriever in (dense, bm25, rag.HybridRetriever([bm25, dense]), rag.HybridRetriever([bm25, dense], fusion="weighted")):
+    hybrids = [rag.HybridRetriever([bm25, dense]), rag.HybridRetriever([bm25, dense], fusion="weighted")]
+    for retriever in (dense, bm25, *hybrids):
         _held_to_the_rule(retriever.search(QUERY, k=6))
     _held_to_the_rule(reciprocal_rank_fusion([["p5", "p3"], ["p3", "p5"]]))
